@@ -12,10 +12,7 @@ import paddle  # noqa: E402
 
 import paddle_lk  # noqa: E402
 from paddle_lk.models import RepLKNet, VAN  # noqa: E402
-
-
-def _params(model: paddle.nn.Layer) -> int:
-    return sum(int(p.numel()) for p in model.parameters())
+from paddle_lk.utils import count_params  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,13 +36,13 @@ def main(argv=None) -> int:
             for _ in range(3):
                 model(paddle.randn([4, 3, args.size, args.size]))
         model.eval()
-        before = _params(model)
+        before = count_params(model)
         y_train = model(x)
         deploy = paddle_lk.reparameterize(model, fuse_bn=True)
         y_deploy = deploy(x)
         diff = float((y_train - y_deploy).abs().max())
         scale = float(y_train.abs().max())
-        print(f"{name:34s} params train {before:>10,d}  deploy {_params(deploy):>10,d}  "
+        print(f"{name:34s} params train {before:>10,d}  deploy {count_params(deploy):>10,d}  "
               f"max |train - deploy| = {diff:.2e} (output scale {scale:.2e})")
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
+from ..ops import depthwise_conv2d
+
 __all__ = ["DepthwiseConv2D"]
 
 
@@ -16,7 +18,5 @@ class DepthwiseConv2D(nn.Conv2D):
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        from ..ops import depthwise_conv2d
-
         return depthwise_conv2d(x, self.weight, self.bias, stride=self._stride,
                                 padding=self._padding, dilation=self._dilation)

@@ -1,4 +1,15 @@
 """Small shared helpers."""
+import numpy as np
+
 from .io import atomic_path, atomic_save
 
 __all__ = ["atomic_path", "atomic_save"]
+
+
+def count_params(model) -> int:
+    """Learnable parameters (Paddle stores BN running statistics as non-trainable parameters)."""
+    # Product of the static shape, so it also works on lazily built (unallocated) models.
+    return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+
+
+__all__.append("count_params")

@@ -1,0 +1,117 @@
+"""Shared pieces of the toolkit integrations: the multi-scale backbone wrapper and override parsing."""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import paddle
+import paddle.nn as nn
+import yaml
+
+from ..registry import PretrainedSpec, create_model
+
+__all__ = ["BACKBONE_NAMES", "LKBackbone", "apply_overrides", "parse_override_value", "UsageError"]
+
+# The backbones exported to PaddleSeg and PaddleDetection (the issue's list).
+BACKBONE_NAMES: List[str] = ["RepLKNet31B", "RepLKNet31L", "RepLKNetXL"] + [f"VAN_b{i}" for i in range(7)]
+
+
+class UsageError(ValueError):
+    """Bad command-line input: the CLIs print it as one line and exit 2."""
+
+
+class LKBackbone(nn.Layer):
+    """A paddle_lk model in feature mode, shaped like a toolkit backbone.
+
+    ``forward(x)`` returns the feature maps of ``out_indices`` (NCHW, strides 4/8/16/32);
+    ``feat_channels`` lists their channels. ``pretrained`` is a path to ``.pdparams`` saved from a
+    paddle_lk model or an official ``.pth`` (both through :mod:`paddle_lk.convert`), or True for the
+    hosted weights. The wrapped model is ``self.model``, so its keys are the paddle_lk keys prefixed
+    with ``model.``.
+    """
+
+    arch: str = ""
+
+    def __init__(self, out_indices: Sequence[int] = (0, 1, 2, 3), pretrained: PretrainedSpec = None,
+                 in_channels: int = 3, arch: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__()
+        arch = arch or self.arch
+        if arch not in BACKBONE_NAMES:
+            raise ValueError(f"unknown backbone '{arch}'; choose one of {BACKBONE_NAMES}")
+        if isinstance(pretrained, str) and not pretrained:
+            pretrained = None
+        # VAN spells the input channels in_chans; toolkits (PaddleSeg's builder) pass in_channels.
+        kwargs["in_chans" if arch.startswith("VAN") else "in_channels"] = in_channels
+        self.arch = arch
+        self.out_indices = tuple(out_indices)
+        self.model = create_model(arch, pretrained=pretrained, out_indices=self.out_indices, **kwargs)
+        self.feat_channels: List[int] = list(self.model.feat_channels)
+
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        return self.model(x)
+
+
+def parse_override_value(text: str) -> Any:
+    """YAML-typed value of ``key=value`` overrides: ``3`` -> int, ``[8,16]`` -> list, ``a`` -> str."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Return a copy of ``cfg`` with dotted ``key.sub.0.leaf=value`` overrides applied.
+
+    Integer path components index lists; the last component may create a new key; every other
+    component must exist (a typo is an error naming the key).
+    """
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"override '{item}' is not key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise UsageError(f"override '{item}' has an empty key component")
+        node: Any = cfg
+        for i, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[:i + 1]))
+        last = parts[-1]
+        if isinstance(node, list):
+            idx = _index(node, last, key)
+            node[idx] = parse_override_value(text)
+        elif isinstance(node, dict):
+            node[last] = parse_override_value(text)
+        else:
+            raise UsageError(f"override '{key}': '{'.'.join(parts[:-1])}' is not a mapping or list")
+    return cfg
+
+
+def _index(node: list, part: str, key: str) -> int:
+    try:
+        idx = int(part)
+    except ValueError:
+        raise UsageError(f"override '{key}': '{part}' must be a list index") from None
+    if not -len(node) <= idx < len(node):
+        raise UsageError(f"override '{key}': index {idx} out of range (list of {len(node)})")
+    return idx
+
+
+def _child(node: Any, part: str, key: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    if isinstance(node, dict):
+        if part not in node:
+            raise UsageError(f"override '{key}': no key '{part}' in the config")
+        return node[part]
+    raise UsageError(f"override '{key}': cannot descend into a {type(node).__name__}")
+
+
+def check_file(path: Optional[str], what: str) -> str:
+    """``path`` if it is an existing file, else a UsageError naming ``what``."""
+    if not path:
+        raise UsageError(f"{what} is required")
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} '{path}' not found")
+    return path

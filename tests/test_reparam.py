@@ -1,0 +1,174 @@
+"""Issue 2: one re-parameterization protocol; train/deploy parity, jit round trip, RefConv, training step."""
+import copy
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import pytest
+
+import paddle_lk
+from paddle_lk.layers import RefConv
+from paddle_lk.models import RepLKNet, VAN
+from helpers import TINY_REPLKNET, TINY_VAN, max_rel_diff, randomize_bn
+
+TOL = 1e-5
+
+
+def _tiny(family: str, features: bool = False) -> nn.Layer:
+    if family == "replknet":
+        cfg = dict(TINY_REPLKNET)
+        if features:
+            cfg.update(num_classes=None, out_indices=(0, 1, 2, 3), norm_intermediate_features=True)
+        model = RepLKNet(**cfg)
+    elif family == "van":
+        cfg = dict(TINY_VAN)
+        if features:
+            cfg.update(out_indices=(0, 1, 2, 3))
+        model = VAN(**cfg)
+    else:  # a refocused torchvision-style model
+        model = paddle_lk.refocus(paddle.vision.models.mobilenet_v2(scale=0.25, num_classes=10), zero_init=False)
+    return randomize_bn(model).eval()
+
+
+def _as_list(y):
+    return [t.numpy() for t in y] if isinstance(y, (list, tuple)) else [y.numpy()]
+
+
+@pytest.mark.parametrize("fuse_bn", [False, True])
+@pytest.mark.parametrize("features", [False, True])
+@pytest.mark.parametrize("family", ["replknet", "van", "refconv"])
+def test_train_deploy_parity(family, features, fuse_bn):
+    if family == "refconv" and features:
+        pytest.skip("mobilenet_v2 has no features mode")
+    model = _tiny(family, features)
+    x = paddle.randn([2, 3, 64, 64])
+    before = _as_list(model(x))
+    deploy = paddle_lk.reparameterize(copy.deepcopy(model), fuse_bn=fuse_bn)
+    after = _as_list(deploy(x))
+    for a, b in zip(before, after):
+        assert max_rel_diff(a, b) <= TOL
+    kinds = {type(l).__name__ for l in deploy.sublayers()}
+    assert "RefConv" not in kinds
+    if family == "replknet":
+        lk = deploy.stages[0].blocks[0].large_kernel
+        assert hasattr(lk, "lkb_reparam") and not hasattr(lk, "lkb_origin") and not hasattr(lk, "small_conv")
+    if fuse_bn and family == "replknet" and not features:  # stage norms follow a residual add: kept
+        assert not any(isinstance(l, nn.BatchNorm2D) for l in deploy.sublayers())
+
+
+def test_reparameterize_is_idempotent_and_keeps_modes():
+    model = _tiny("replknet")
+    x = paddle.randn([1, 3, 64, 64])
+    once = paddle_lk.reparameterize(model)
+    keys = list(once.state_dict())
+    y1 = once(x).numpy()
+    twice = paddle_lk.reparameterize(once, fuse_bn=False)
+    assert list(twice.state_dict()) == keys
+    np.testing.assert_array_equal(y1, twice(x).numpy())
+    twice.train()
+    assert twice.training and all(l.training for l in twice.sublayers())
+    twice(x).mean().backward()  # still trainable in deploy form
+    twice.eval()
+    assert not any(l.training for l in twice.sublayers())
+
+
+def test_merged_keys_match_official_merged_form():
+    a = paddle_lk.reparameterize(RepLKNet(**TINY_REPLKNET).eval())
+    b = RepLKNet(small_kernel_merged=True, **TINY_REPLKNET)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_structural_reparam_alias():
+    model = _tiny("replknet")
+    x = paddle.randn([1, 3, 32, 32])
+    y = model(x).numpy()
+    model.structural_reparam()
+    assert max_rel_diff(y, model(x).numpy()) <= TOL
+
+
+@pytest.mark.parametrize("family", ["replknet", "van", "refconv"])
+def test_deploy_model_jit_roundtrip(family, tmp_path):
+    deploy = paddle_lk.reparameterize(_tiny(family), fuse_bn=True)
+    x = paddle.randn([2, 3, 64, 64])
+    expected = deploy(x).numpy()
+    static = paddle.jit.to_static(deploy, input_spec=[paddle.static.InputSpec([None, 3, 64, 64], "float32")],
+                                  full_graph=True)
+    path = str(tmp_path / "model")
+    paddle.jit.save(static, path)
+    loaded = paddle.jit.load(path)
+    loaded.eval()
+    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- RefConv
+@pytest.mark.parametrize("cin,cout,groups", [(8, 8, 8), (8, 12, 4), (6, 10, 1)])
+def test_refconv_base_frozen_convmap_trained(cin, cout, groups):
+    layer = RefConv(cin, cout, 3, groups=groups, bias=True)
+    layer.weight.set_value(paddle.randn(layer.weight.shape))
+    assert "weight" in layer.state_dict() and layer.weight.stop_gradient
+    assert "weight" not in [n for n, _ in layer.named_parameters()]
+    base = layer.weight.numpy().copy()
+    opt = paddle.optimizer.SGD(0.1, parameters=layer.parameters())
+    convmap_before = layer.convmap.weight.numpy().copy()
+    layer(paddle.randn([2, cin, 9, 9])).square().mean().backward()
+    assert layer.convmap.weight.grad is not None and layer.bias.grad is not None
+    opt.step()
+    np.testing.assert_array_equal(layer.weight.numpy(), base)
+    assert not np.allclose(layer.convmap.weight.numpy(), convmap_before)
+
+
+@pytest.mark.parametrize("groups,stride", [(8, 1), (1, 2), (2, 1)])
+def test_refconv_merges_into_plain_conv(groups, stride):
+    layer = RefConv(8, 8, 5, stride=stride, groups=groups, map_k=3)
+    layer.weight.set_value(paddle.randn(layer.weight.shape))
+    x = paddle.randn([2, 8, 15, 15])
+    y = layer(x).numpy()
+    conv = paddle_lk.reparameterize(layer)
+    assert type(conv) is nn.Conv2D
+    assert max_rel_diff(y, conv(x).numpy()) <= TOL
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18"])
+def test_refocus_zero_init_is_identical(arch):
+    kwargs = dict(scale=0.25) if arch == "mobilenet_v2" else {}
+    original = randomize_bn(getattr(paddle.vision.models, arch)(num_classes=10, **kwargs)).eval()
+    refocused = paddle_lk.refocus(copy.deepcopy(original), zero_init=True)
+    n_ref = sum(isinstance(l, RefConv) for l in refocused.sublayers())
+    n_spatial = sum(isinstance(l, nn.Conv2D) and l._kernel_size[0] > 1 for l in original.sublayers())
+    assert n_ref == n_spatial > 0
+    x = paddle.randn([1, 3, 32, 32])
+    np.testing.assert_allclose(refocused(x).numpy(), original(x).numpy(), rtol=1e-5, atol=1e-6)
+    # Only convmaps (and the rest of the network), never the base kernels, receive gradients.
+    trainable = {n for n, p in refocused.named_parameters() if not p.stop_gradient}
+    assert any(n.endswith("convmap.weight") for n in trainable)
+    assert not any(n.endswith(".weight") and "convmap" not in n and n.replace(".weight", "") in
+                   {m for m, l in refocused.named_sublayers() if isinstance(l, RefConv)} for n in trainable)
+
+
+# ---------------------------------------------------------------- training step
+@pytest.mark.parametrize("family", ["replknet", "van", "refconv"])
+def test_one_step_lowers_loss_and_reaches_every_parameter(family):
+    paddle.seed(3)
+    if family == "replknet":
+        model = RepLKNet(**dict(TINY_REPLKNET, drop_path_rate=0.0))
+    elif family == "van":
+        model = VAN(**TINY_VAN)
+    else:
+        model = paddle_lk.refocus(paddle.vision.models.mobilenet_v2(scale=0.25, num_classes=10), zero_init=False)
+    model.train()
+    for layer in model.sublayers():  # dropout would make the two losses incomparable
+        if isinstance(layer, nn.Dropout):
+            layer.p = 0.0
+    x = paddle.randn([8, 3, 32, 32])
+    y = paddle.randint(0, 10, [8])
+    # Plain gradient descent with a small step is guaranteed to descend (Adam's first step is sign descent).
+    opt = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    loss0 = nn.functional.cross_entropy(model(x), y)
+    loss0.backward()
+    missing = [n for n, p in model.named_parameters() if not p.stop_gradient and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    opt.step()
+    opt.clear_grad()
+    # Same batch, same BN mode: one step must lower the loss.
+    loss1 = nn.functional.cross_entropy(model(x), y)
+    assert float(loss1) < float(loss0)
