@@ -79,12 +79,11 @@ class RefConv(nn.Layer, Reparameterizable):
 
 
 def _refocusable(conv: nn.Layer, min_kernel: int) -> bool:
-    if type(conv) is not nn.Conv2D and not issubclass(type(conv), nn.Conv2D):
+    if not isinstance(conv, nn.Conv2D):
         return False
     k = conv._kernel_size
     return (k[0] == k[1] and k[0] >= min_kernel and list(conv._dilation) == [1, 1]
-            and conv._padding_mode == "zeros" and conv._data_format == "NCHW"
-            and not isinstance(conv, nn.Conv2DTranspose))
+            and conv._padding_mode == "zeros" and conv._data_format == "NCHW")
 
 
 def refocus(model: nn.Layer, map_k: int = 3, zero_init: bool = True, min_kernel: int = 2) -> nn.Layer:

@@ -13,3 +13,13 @@ def count_params(model) -> int:
 
 
 __all__.append("count_params")
+
+
+def count_flops(model, input_size=(1, 3, 224, 224)) -> int:
+    """See :func:`paddle_lk.utils.complexity.count_flops` (imported lazily: it needs paddle.hapi)."""
+    from .complexity import count_flops as _count_flops
+
+    return _count_flops(model, input_size)
+
+
+__all__.append("count_flops")
