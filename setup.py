@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["paddle_lk", "paddle_lk.*"]),
-    package_data={"paddle_lk": ["csrc/*", "csrc/**/*"]},
+    package_data={"paddle_lk": ["csrc/*", "csrc/**/*", "ops/csrc/*"]},
     python_requires=">=3.8",
     # Paddle itself is not listed: CPU users install `paddlepaddle`, GPU users `paddlepaddle-gpu` 3.x
     # from Paddle's own index. requirements.txt pins the CPU set this repo is tested with.

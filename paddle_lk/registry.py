@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import sys
 from typing import Callable, Dict, List, Optional, Union
 
 import paddle.nn as nn
@@ -37,10 +38,20 @@ def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
     return _MODEL_ENTRYPOINTS[name]
 
 
-def create_model(name: str, pretrained: PretrainedSpec = None, **kwargs) -> nn.Layer:
+def create_model(name: str, pretrained: PretrainedSpec = None, drop_head: bool = False, **kwargs) -> nn.Layer:
     """Build a registered model; ``pretrained`` is False/None, True (hosted weights) or a path
-    to ``.pdparams`` or an official PyTorch ``.pth``. ``class_num`` is accepted for ``num_classes``."""
-    return model_entrypoint(name)(pretrained=pretrained or False, **kwargs)
+    to ``.pdparams`` or an official PyTorch ``.pth``. ``class_num`` is accepted for ``num_classes``.
+
+    ``drop_head=True`` loads everything but a classifier whose class count differs from the
+    model's (fine-tuning on a new label set); without it such a mismatch is an error.
+    """
+    fn = model_entrypoint(name)
+    if not drop_head:
+        return fn(pretrained=pretrained or False, **kwargs)
+    model = fn(pretrained=False, **kwargs)
+    urls = getattr(sys.modules.get(fn.__module__), "MODEL_URLS", {}) or {}
+    load_pretrained(model, pretrained, name, urls.get(name), drop_head=True)
+    return model
 
 
 def resolve_num_classes(num_classes: Optional[int], class_num: Optional[int]) -> Optional[int]:
@@ -51,11 +62,12 @@ def resolve_num_classes(num_classes: Optional[int], class_num: Optional[int]) ->
 
 
 def load_pretrained(model: nn.Layer, pretrained: PretrainedSpec, model_name: str,
-                    url: Optional[str] = None) -> None:
+                    url: Optional[str] = None, drop_head: bool = False) -> None:
     """PaddleClas-style ``pretrained`` handling: False -> nothing, True -> ``url``, str -> path.
 
-    ``.pth``/``.pth.tar``/``.pt`` files and foreign key layouts go through
-    :mod:`paddle_lk.convert` (torch-free, no pickle code execution).
+    ``.pdparams`` and official ``.pth``/``.pth.tar``/``.pt`` files, in paddle_lk, PaddleClas or
+    PyTorch key layout, all go through :func:`paddle_lk.convert.load_weights` (torch-free, no
+    pickled code runs). ``drop_head`` keeps the model's classifier when the class counts differ.
     """
     if not pretrained:
         return
@@ -72,4 +84,4 @@ def load_pretrained(model: nn.Layer, pretrained: PretrainedSpec, model_name: str
         raise FileNotFoundError(f"{model_name}: pretrained weights '{path}' not found")
     from .convert import load_weights
 
-    load_weights(model, path)
+    load_weights(model, path, drop_head=drop_head)

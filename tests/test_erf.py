@@ -58,6 +58,9 @@ def test_area_ratio_on_known_maps():
 def test_normalize_is_log_scaled_to_one():
     raw = np.array([[0.0, 9.0], [99.0, 0.0]])
     np.testing.assert_allclose(erf.normalize_erf(raw), [[0.0, 0.5], [1.0, 0.0]])
+    np.testing.assert_allclose(erf.normalize_erf(raw, "linear"), raw / 99.0)
+    with pytest.raises(ValueError):
+        erf.normalize_erf(raw, "sqrt")
 
 
 def test_erf_map_ratios_and_heatmap(images, tmp_path):
@@ -69,6 +72,8 @@ def test_erf_map_ratios_and_heatmap(images, tmp_path):
     ratios = [res.ratios[t] for t in erf.ERF_THRESHOLDS]
     assert all(0 < r <= 1 for r in ratios)
     assert ratios == sorted(ratios) and ratios[0] < ratios[-1]
+    linear = [res.linear_ratios[t] for t in erf.ERF_THRESHOLDS]
+    assert linear == sorted(linear) and res.raw_max == pytest.approx(res.raw.max())
     out = tmp_path / "erf.png"
     erf.plot_erf([res], str(out))
     with open(out, "rb") as f:
@@ -127,6 +132,21 @@ def test_resnet_weights_are_loaded(tmp_path):
         erf.build_erf_model("resnet18", path)
 
 
+def test_paddle_lk_weights_are_loaded(tmp_path):
+    import paddle_lk
+
+    paddle.seed(3)
+    src = paddle_lk.create_model("VAN_b0", num_classes=10)
+    path = str(tmp_path / "van_b0.pdparams")
+    paddle.save(src.state_dict(), path)  # classifier checkpoint into a features-mode model: head skipped
+    model, label = erf.build_erf_model("VAN_b0", path)
+    assert label == "van_b0.pdparams"
+    np.testing.assert_array_equal(model.backbone.patch_embed1.proj.weight.numpy(),
+                                  src.patch_embed1.proj.weight.numpy())
+    with paddle.no_grad():
+        assert model(paddle.zeros([1, 3, 64, 64])).shape == [1, 256, 2, 2]
+
+
 def test_load_images_folder(tmp_path):
     from PIL import Image
 
@@ -151,7 +171,7 @@ def test_cli_writes_figure_and_tables(tmp_path):
     assert [m["model"] for m in table["models"]] == ["resnet18", "VAN_b0"]
     assert table["images"] == ["astronaut"]
     for m in table["models"]:
-        assert m["weights"] == "random"
+        assert m["weights"] == "random" and set(m["area_ratio_linear"]) == set(m["area_ratio"])
         vals = [m["area_ratio"][f"{t:g}"] for t in erf.ERF_THRESHOLDS]
         assert vals == sorted(vals)
     csv_lines = (out / "erf_ratios.csv").read_text().strip().splitlines()
@@ -169,3 +189,15 @@ def test_cli_bad_input_exits_2(tmp_path, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_cli_unreadable_weights_exit_2(tmp_path):
+    bad = tmp_path / "bad.pdparams"
+    bad.write_text("not a checkpoint")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "erf.py"), "--models", "VAN_b0", "--weights", str(bad),
+           "--size", "32", "--num-images", "1", "--output", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.pdparams" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -39,10 +39,13 @@ def main(argv=None) -> int:
     try:
         run_erf(args.models, args.output, weights=args.weights, size=args.size, num_images=args.num_images,
                 images_dir=args.images, seed=args.seed)
-    except (KeyError, ValueError, FileNotFoundError) as e:
+    except (KeyError, ValueError, FileNotFoundError) as e:  # bad names, paths, weights or images
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"erf: error: {msg}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # every image gave a non-finite gradient
+        print(f"erf: error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {os.path.join(args.output, 'erf.png')}, erf_ratios.json, erf_ratios.csv")
     return 0
 

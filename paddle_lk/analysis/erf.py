@@ -1,10 +1,16 @@
-"""Effective receptive field (ERF), the way the RepLKNet paper (Ding et al., CVPR 2022, Sec. 5/App. C)
-measures it: for each image (resized to ``size`` x ``size``, ImageNet-normalised) take the central
-point of the last stage's output, ReLU it and sum over channels, back-propagate to the input, ReLU
-the input gradient and sum it over RGB; average these maps over the images, scale by
-``log10(x + 1)`` and divide by the maximum. The *high-contribution area ratio* at threshold ``t`` is
-the area (as a fraction of the image) of the smallest centred square holding more than ``t`` of the
-total contribution: a larger ratio means a larger ERF.
+"""Effective receptive field (ERF), the way the RepLKNet paper (Ding et al., CVPR 2022) and its
+official ``erf/`` scripts measure it: for each image (resized to ``size`` x ``size``,
+ImageNet-normalised) take the central point of the last stage's output, ReLU it and sum over
+channels, back-propagate to the input, ReLU the input gradient and sum it over RGB; average these
+maps over the images, scale by ``log10(x + 1)`` and divide by the maximum. The *high-contribution
+area ratio* at threshold ``t`` is the area (as a fraction of the image) of the smallest centred
+square holding more than ``t`` of the total contribution: a larger ratio means a larger ERF.
+
+The ``log10(x + 1)`` step is not scale-invariant: a model whose raw input gradients are large (e.g.
+a randomly initialised ResNet-101, up to ~1e6) gets a flattened map and large ratios, one with small
+gradients (~1e-2) an almost linear one. Trained models can be expected to sit in a closer range
+than random ones, and every result also carries the scale-free ``linear_ratios`` (raw map divided
+by its maximum) and ``raw_max``.
 
 Models are any :mod:`paddle_lk` backbone (built in feature mode on its last stage) or a
 ``paddle.vision`` ResNet (``resnet101``, ``resnet152``, ...), with weights from ``weights`` when
@@ -65,8 +71,18 @@ class ERFResult:
 
     @property
     def ratios(self) -> Dict[float, float]:
-        """High-contribution area ratio per threshold."""
+        """High-contribution area ratio per threshold (paper: on the log-scaled map)."""
         return {t: r for t, (_, r) in area_ratios(self.normalized, self.thresholds).items()}
+
+    @property
+    def linear_ratios(self) -> Dict[float, float]:
+        """The same ratios on the raw map divided by its maximum (independent of the gradient scale)."""
+        return {t: r for t, (_, r) in area_ratios(normalize_erf(self.raw, "linear"), self.thresholds).items()}
+
+    @property
+    def raw_max(self) -> float:
+        """Largest averaged input gradient (shows how much the log scaling compresses the map)."""
+        return float(self.raw.max())
 
     @property
     def side_lengths(self) -> Dict[float, int]:
@@ -78,7 +94,9 @@ class ERFResult:
         return {"model": self.name, "weights": self.weights, "size": self.size, "num_images": self.num_images,
                 "skipped_non_finite": self.skipped,
                 "area_ratio": {f"{t:g}": r for t, r in self.ratios.items()},
-                "side_length": {f"{t:g}": s for t, s in self.side_lengths.items()}}
+                "side_length": {f"{t:g}": s for t, s in self.side_lengths.items()},
+                "area_ratio_linear": {f"{t:g}": r for t, r in self.linear_ratios.items()},
+                "raw_max": self.raw_max}
 
 
 # ----------------------------------------------------------------------------------------- images
@@ -279,9 +297,13 @@ def compute_erf(model: nn.Layer, images: Sequence[Image], size: int, name: str =
                      raw=total / count)
 
 
-def normalize_erf(raw: np.ndarray) -> np.ndarray:
-    """``log10(raw + 1)`` divided by its maximum (all zeros stays all zeros)."""
-    data = np.log10(np.asarray(raw, dtype="float64") + 1.0)
+def normalize_erf(raw: np.ndarray, scale: str = "log") -> np.ndarray:
+    """``log10(raw + 1)`` (``scale="log"``, the paper) or ``raw`` (``"linear"``) divided by its maximum
+    (all zeros stays all zeros)."""
+    if scale not in ("log", "linear"):
+        raise ValueError(f"scale={scale!r}: expected 'log' or 'linear'")
+    data = np.asarray(raw, dtype="float64")
+    data = np.log10(data + 1.0) if scale == "log" else data
     peak = float(data.max())
     return data / peak if peak > 0 else data
 
@@ -321,7 +343,7 @@ def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = Non
     if not results:
         raise ValueError("plot_erf: no results")
     n = len(results)
-    fig = Figure(figsize=(4.0 * n + 1.0, 5.2), layout="constrained")
+    fig = Figure(figsize=(4.0 * n + 1.0, 5.9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n, squeeze=False)[0]
     image = None
@@ -332,7 +354,9 @@ def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = Non
         weights = "random weights" if res.weights == "random" else f"weights: {res.weights}"
         ax.set_title(f"{res.name}\n({weights})", fontsize=11)
         ratios = "  ".join(f"{t:g}: {r:.3f}" for t, r in res.ratios.items())
-        ax.set_xlabel(f"high-contribution area ratio at t =\n{ratios}", fontsize=9)
+        linear = "  ".join(f"{t:g}: {r:.3f}" for t, r in res.linear_ratios.items())
+        ax.set_xlabel(f"area ratio (paper, log scale) at t =\n{ratios}\n"
+                      f"linear scale: {linear}\nmax raw gradient {res.raw_max:.3g}", fontsize=9)
     fig.colorbar(image, ax=list(axes), fraction=0.03, pad=0.02, label="log10(x+1), max-normalised")
     res0 = results[0]
     fig.suptitle(title or f"Effective receptive field: input {res0.size}x{res0.size}, "
@@ -347,7 +371,8 @@ def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = Non
 def write_erf_tables(results: Sequence[ERFResult], json_path: str, csv_path: str,
                      images: Optional[Sequence[str]] = None) -> None:
     """Area ratios of every model as JSON (with side lengths and image names) and as a wide CSV."""
-    payload = {"method": "RepLKNet paper ERF: log10(x+1)-scaled, max-normalised mean input gradient",
+    payload = {"method": "RepLKNet paper ERF: log10(x+1)-scaled, max-normalised mean input gradient "
+                         "(area_ratio); area_ratio_linear uses the raw map / max",
                "thresholds": list(results[0].thresholds) if results else list(ERF_THRESHOLDS),
                "images": list(images or []), "models": [r.summary() for r in results]}
     with atomic_path(json_path, suffix=".json") as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -355,10 +380,12 @@ def write_erf_tables(results: Sequence[ERFResult], json_path: str, csv_path: str
     with atomic_path(csv_path, suffix=".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         thresholds = payload["thresholds"]
-        writer.writerow(["model", "weights", "size", "num_images"] + [f"ratio@{t:g}" for t in thresholds])
+        writer.writerow(["model", "weights", "size", "num_images"] + [f"ratio@{t:g}" for t in thresholds]
+                        + [f"linear_ratio@{t:g}" for t in thresholds] + ["raw_max"])
         for r in results:
-            ratios = r.ratios
-            writer.writerow([r.name, r.weights, r.size, r.num_images] + [f"{ratios[t]:.6f}" for t in thresholds])
+            ratios, linear = r.ratios, r.linear_ratios
+            writer.writerow([r.name, r.weights, r.size, r.num_images] + [f"{ratios[t]:.6f}" for t in thresholds]
+                            + [f"{linear[t]:.6f}" for t in thresholds] + [f"{r.raw_max:.6g}"])
 
 
 def run_erf(models: Sequence[str], output: str, weights: Optional[Sequence[Optional[str]]] = None,
@@ -395,7 +422,8 @@ def run_erf(models: Sequence[str], output: str, weights: Optional[Sequence[Optio
         del model
         results.append(res)
         log(f"{name:>14s} ({label}): " + "  ".join(f"t={t:g} {r:.4f}" for t, r in res.ratios.items())
-            + (f"  [{res.skipped} non-finite skipped]" if res.skipped else ""))
+            + "  | linear " + "  ".join(f"{r:.4f}" for r in res.linear_ratios.values())
+            + f"  | max grad {res.raw_max:.3g}" + (f"  [{res.skipped} non-finite skipped]" if res.skipped else ""))
     os.makedirs(output, exist_ok=True)
     for res in results:
         with atomic_path(os.path.join(output, f"erf_{res.name}.npy"), suffix=".npy") as tmp:

@@ -21,14 +21,15 @@ import io
 import os
 import pickle
 import struct
-import sys
 import zipfile
+import zlib
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "RestrictedUnpickler", "load_torch_checkpoint",
-           "read_torch_file", "UnknownGlobal", "LEGACY_MAGIC", "STORAGE_DTYPES"]
+           "read_torch_file", "read_checkpoint_file", "unwrap_state_dict", "UnknownGlobal", "LEGACY_MAGIC",
+           "STORAGE_DTYPES"]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -128,17 +129,17 @@ class _Marker(_Inert):
 
 
 class UnknownGlobal:
-    """With ``allow_unknown=True``: an inert record of a refused global (never imported or called).
+    """With ``allow_unknown=True``: base of the inert stand-in classes made for refused globals.
 
-    Calling it (pickle REDUCE/NEWOBJ) returns another inert record holding the arguments, so
-    non-weight metadata (e.g. an ``argparse.Namespace``) can be skipped while weights still load.
+    The unpickler gets a fresh subclass named after the global instead of importing it;
+    constructing it (REDUCE/NEWOBJ) only records the arguments and BUILD only records the state,
+    so non-weight metadata (e.g. an ``argparse.Namespace``) is skipped while weights still load.
     """
 
-    def __init__(self, qualname: str, args: tuple = ()) -> None:
-        self.qualname, self.args, self.state = qualname, args, None
+    qualname = "?"
 
-    def __call__(self, *args: Any) -> "UnknownGlobal":
-        return UnknownGlobal(self.qualname + "(...)", args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs, self.state = args, kwargs, None
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
@@ -288,7 +289,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         qualname = f"{module}.{name}"
         if self._allow_unknown:
             self.unknown_globals.append(qualname)
-            return UnknownGlobal(qualname)
+            return type(name, (UnknownGlobal,), {"qualname": qualname, "__module__": __name__})
         raise UnsafeCheckpointError(
             f"refused to load global '{qualname}': only tensors, storages and plain containers are "
             f"allowed in a checkpoint (nothing was executed)")
@@ -359,8 +360,12 @@ class _ZipSource:
                 raise CheckpointError(f"{self.path}: storage '{name}' is truncated ({got} of {need} bytes)")
         else:  # re-zipped with compression: decompress this entry only
             try:
-                arr = np.frombuffer(self.zf.read(name)[:need], dtype=dt).copy()
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                with self.zf.open(name) as fh:  # read only what the storage needs (no zip-bomb blowup)
+                    raw = fh.read(need)
+                if len(raw) != need:
+                    raise EOFError(f"{len(raw)} of {need} bytes")
+                arr = np.frombuffer(raw, dtype=dt).copy()
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 raise CheckpointError(f"{self.path}: cannot read storage '{name}': {e}") from None
         return _finish_storage(arr, storage.dtype, self.big_endian)
 
@@ -428,17 +433,29 @@ class _LegacySource:
 # ----------------------------------------------------------------------------- materialization
 def _materialize(obj: Any, read: Callable[[_Storage], np.ndarray]) -> Any:
     """Replace every tensor reference by a numpy array; each storage is read once and released
-    as soon as no later tensor needs it, so memory stays near one copy of the weights."""
+    as soon as no later tensor needs it, so memory stays near one copy of the weights.
+
+    Containers shared through the pickle memo are visited once (a crafted pickle of nested shared
+    lists would otherwise take exponential time)."""
+    try:
+        return _materialize_unchecked(obj, read)
+    except RecursionError:
+        raise CheckpointError("checkpoint objects nested too deeply") from None
+
+
+def _materialize_unchecked(obj: Any, read: Callable[[_Storage], np.ndarray]) -> Any:
     refs: List[_TensorRef] = []
+    seen: set = set()
 
     def collect(o: Any) -> None:
+        if id(o) in seen:
+            return
         if isinstance(o, _TensorRef):
+            seen.add(id(o))
             refs.append(o)
-        elif isinstance(o, dict):
-            for v in o.values():
-                collect(v)
-        elif isinstance(o, (list, tuple, set, frozenset)):
-            for v in o:
+        elif isinstance(o, (dict, list, tuple, set, frozenset)):
+            seen.add(id(o))
+            for v in (o.values() if isinstance(o, dict) else o):
                 collect(v)
 
     collect(obj)
@@ -457,21 +474,33 @@ def _materialize(obj: Any, read: Callable[[_Storage], np.ndarray]) -> Any:
         if last_use[id(root)] == i:
             del cache[id(root)]
 
+    done: Dict[int, Any] = {}
+
     def replace(o: Any) -> Any:
+        if id(o) in done:
+            return done[id(o)]
         if isinstance(o, _TensorRef):
             return arrays[id(o)]
+        if isinstance(o, _SafeNDArray):
+            return o.array
         if isinstance(o, collections.OrderedDict):
+            done[id(o)] = o
             for k in list(o):
                 o[k] = replace(o[k])
             return o
         if isinstance(o, dict):
-            return {k: replace(v) for k, v in o.items()}
+            new_dict: Dict[Any, Any] = {}
+            done[id(o)] = new_dict
+            new_dict.update((k, replace(v)) for k, v in o.items())
+            return new_dict
         if isinstance(o, list):
-            return [replace(v) for v in o]
+            new_list: List[Any] = []
+            done[id(o)] = new_list
+            new_list.extend(replace(v) for v in o)
+            return new_list
         if isinstance(o, tuple):
-            return tuple(replace(v) for v in o)
-        if isinstance(o, _SafeNDArray):
-            return o.array
+            done[id(o)] = tuple(replace(v) for v in o)
+            return done[id(o)]
         return o
 
     return replace(obj)
@@ -485,6 +514,8 @@ def _view(base: np.ndarray, ref: _TensorRef, view_offset: int) -> np.ndarray:
     numel = int(np.prod(ref.size, dtype=np.int64))
     if numel == 0:
         return np.zeros(ref.size, dtype=base.dtype)
+    if numel > base.shape[0]:  # only expanded (stride-0) tensors could, and state dicts never hold them
+        raise CheckpointError(f"tensor of size {ref.size} has more elements than its storage ({base.shape[0]})")
     last = offset + sum((s - 1) * st for s, st in zip(ref.size, ref.stride))
     if offset < 0 or last >= base.shape[0]:
         raise CheckpointError(f"tensor of size {ref.size} at offset {offset} overruns its storage "
@@ -498,26 +529,38 @@ def _view(base: np.ndarray, ref: _TensorRef, view_offset: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- entry points
-def read_torch_file(path: str, mmap: bool = False, allow_unknown: bool = False) -> Any:
-    """Unpickle a ``torch.save`` file (zip or legacy) into plain Python containers + numpy arrays.
+def read_checkpoint_file(path: str, mmap: bool = False, allow_unknown: bool = False) -> Tuple[Any, str]:
+    """Unpickle a checkpoint safely: ``(object, format)`` with format ``torch-zip``, ``torch-legacy``
+    or ``pickle`` (a plain pickle such as Paddle's ``.pdparams``).
 
-    Returns the saved object as is (e.g. ``{"state_dict": {...}, "epoch": 3}``); tensors become
-    ``numpy.ndarray`` (bfloat16 widened to float32). Raises :class:`CheckpointError` for anything
-    that is not a readable checkpoint and :class:`UnsafeCheckpointError` for a refused global.
+    Tensors become ``numpy.ndarray`` (bfloat16 widened to float32). Raises
+    :class:`CheckpointError` for anything unreadable and :class:`UnsafeCheckpointError` for a
+    refused global.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
-        return _read_zip(path, mmap, allow_unknown)
+        return _read_zip(path, mmap, allow_unknown), "torch-zip"
     with open(path, "rb") as f:
         head = f.read(2)
-    if head[:1] == b"\x80":  # pickle protocol >= 2: the legacy format starts with the magic number
-        return _read_legacy(path, allow_unknown)
-    if head == b"\x1f\x8b" or head[:1] in (b"\x00", b""):
-        kind = "empty" if not head else "gzip/tar or binary"
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({kind} data); expected a torch.save file")
-    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch zip archive nor a legacy pickle)")
+    if head[:1] == b"\x80":  # pickle protocol >= 2: legacy torch (magic number first) or plain pickle
+        return _read_legacy_or_pickle(path, allow_unknown)
+    if not head:
+        raise CheckpointError(f"{path}: empty file")
+    if head == b"PK":
+        raise CheckpointError(f"{path}: truncated or corrupt zip archive (no central directory)")
+    if head == b"\x1f\x8b":
+        raise CheckpointError(f"{path}: gzip data, not a checkpoint (unpack it first)")
+    raise CheckpointError(f"{path}: not a checkpoint (neither a torch zip archive nor a pickle)")
+
+
+def read_torch_file(path: str, mmap: bool = False, allow_unknown: bool = False) -> Any:
+    """Unpickle a ``torch.save`` file (zip or legacy format) into plain containers + numpy arrays."""
+    obj, fmt = read_checkpoint_file(path, mmap, allow_unknown)
+    if fmt == "pickle":
+        raise CheckpointError(f"{path}: a plain pickle, not a torch.save checkpoint (no legacy magic number)")
+    return obj
 
 
 def _read_zip(path: str, mmap: bool, allow_unknown: bool) -> Any:
@@ -568,11 +611,11 @@ def _unpickle(path: str, f: BinaryIO, cb: Optional[Callable], allow_unknown: boo
         raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
 
 
-def _read_legacy(path: str, allow_unknown: bool) -> Any:
+def _read_legacy_or_pickle(path: str, allow_unknown: bool) -> Tuple[Any, str]:
     with open(path, "rb") as f:
-        magic = _unpickle(path, f, None, False)
-        if magic != LEGACY_MAGIC:
-            raise CheckpointError(f"{path}: a pickle but not a torch.save checkpoint (no legacy magic number)")
+        first = _unpickle(path, f, None, allow_unknown)
+        if not (isinstance(first, int) and first == LEGACY_MAGIC):
+            return _materialize(first, _no_storage), "pickle"
         protocol = _unpickle(path, f, None, False)
         if protocol != LEGACY_PROTOCOL:
             raise CheckpointError(f"{path}: unsupported legacy protocol version {protocol!r}")
@@ -596,7 +639,11 @@ def _read_legacy(path: str, allow_unknown: bool) -> Any:
             raise CheckpointError(f"{path}: legacy storage key list missing")
         source = _LegacySource(path, f, [str(k) for k in keys], little)
         source.layout(storages)
-        return _materialize(obj, source.read)
+        return _materialize(obj, source.read), "torch-legacy"
+
+
+def _no_storage(storage: _Storage) -> np.ndarray:
+    raise CheckpointError("a plain pickle cannot reference torch storages")
 
 
 def load_torch_checkpoint(path: str, mmap: bool = False, allow_unknown: bool = False) -> Dict[str, np.ndarray]:
@@ -622,7 +669,7 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> Dict[str, np.ndar
     """The flat ``{name: array}`` dict inside a (possibly wrapped) checkpoint object."""
     seen = 0
     while isinstance(obj, dict) and seen < 4:
-        if obj and all(isinstance(v, np.ndarray) for v in obj.values()):
+        if obj and any(isinstance(v, np.ndarray) for v in obj.values()):
             break
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict) and obj[k]), None)
         if inner is None:
@@ -630,7 +677,10 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> Dict[str, np.ndar
         obj, seen = inner, seen + 1
     if not isinstance(obj, dict):
         raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    # paddle.save pickles a Tensor as (name, ndarray).
+    state = {str(k): (v[1] if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], np.ndarray) else v)
+             for k, v in obj.items()}
+    state = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     if not state:
         raise CheckpointError(f"{source}: no tensors found (top-level keys: {sorted(map(str, obj))[:8]})")
     return state

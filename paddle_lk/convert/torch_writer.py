@@ -17,7 +17,7 @@ import numpy as np
 from ..utils.io import atomic_path
 from .torch_reader import LEGACY_MAGIC, LEGACY_PROTOCOL
 
-__all__ = ["TensorView", "save_torch_checkpoint"]
+__all__ = ["TensorView", "TorchParameter", "save_torch_checkpoint"]
 
 _STORAGE_OF = {"float32": "FloatStorage", "float64": "DoubleStorage", "float16": "HalfStorage",
                "int64": "LongStorage", "int32": "IntStorage", "int16": "ShortStorage", "int8": "CharStorage",
@@ -31,6 +31,14 @@ class TensorView:
 
     def __init__(self, base: np.ndarray, offset: int, size: Sequence[int], stride: Sequence[int]) -> None:
         self.base, self.offset, self.size, self.stride = base.reshape(-1), offset, tuple(size), tuple(stride)
+
+
+class TorchParameter:
+    """An array saved as ``torch.nn.Parameter`` (``torch._utils._rebuild_parameter``), as in
+    checkpoints that store ``dict(model.named_parameters())``."""
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        self.data, self.requires_grad = data, requires_grad
 
 
 class _PickleEmitter:
@@ -51,6 +59,14 @@ class _PickleEmitter:
     def emit(self, obj: Any) -> None:
         if isinstance(obj, (np.ndarray, np.generic, TensorView)):
             self.tensor(obj)
+        elif isinstance(obj, TorchParameter):
+            self.glob("torch._utils", "_rebuild_parameter")
+            self.w(b"(")
+            self.tensor(obj.data)
+            self.w(b"\x88" if obj.requires_grad else b"\x89")
+            self.glob("collections", "OrderedDict")
+            self.w(b")Rt")
+            self.w(b"R")
         elif obj is None:
             self.w(b"N")
         elif obj is True or obj is False:
@@ -136,13 +152,17 @@ class _PickleEmitter:
         return self.out.getvalue()
 
 
-def _write_array(fh: Any, arr: np.ndarray) -> None:
-    flat = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+def _write_array(fh: Any, arr: np.ndarray, big_endian: bool = False) -> None:
+    arr = np.ascontiguousarray(arr).reshape(-1)
+    if big_endian and arr.dtype.itemsize > 1:
+        arr = arr.astype(arr.dtype.newbyteorder(">"))
+    flat = memoryview(arr.view(np.uint8))
     for start in range(0, len(flat), _CHUNK):  # chunked: no second copy of a large tensor
         fh.write(flat[start:start + _CHUNK])
 
 
-def save_torch_checkpoint(obj: Any, path: str, legacy: bool = False, archive_name: Optional[str] = None) -> None:
+def save_torch_checkpoint(obj: Any, path: str, legacy: bool = False, archive_name: Optional[str] = None,
+                          byteorder: str = "little") -> None:
     """Write ``obj`` (nested containers of numpy arrays and scalars) as ``torch.save`` would.
 
     Args:
@@ -150,7 +170,10 @@ def save_torch_checkpoint(obj: Any, path: str, legacy: bool = False, archive_nam
         path: output file, written atomically.
         legacy: write the pre-1.6 format instead of the zip format.
         archive_name: folder name inside the zip (torch uses ``archive``).
+        byteorder: ``little`` or ``big`` (zip format only; as written on big-endian hosts).
     """
+    if byteorder not in ("little", "big") or (legacy and byteorder != "little"):
+        raise ValueError(f"byteorder must be 'little' or 'big' (zip format only), got {byteorder!r}")
     emitter = _PickleEmitter(legacy)
     data_pkl = emitter.finish(obj)
     with atomic_path(path) as tmp:
@@ -169,8 +192,8 @@ def save_torch_checkpoint(obj: Any, path: str, legacy: bool = False, archive_nam
         prefix = (archive_name or "archive") + "/"
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             zf.writestr(prefix + "data.pkl", data_pkl)
-            zf.writestr(prefix + "byteorder", "little")
+            zf.writestr(prefix + "byteorder", byteorder)
             for key, base in emitter.storages:
                 with zf.open(prefix + f"data/{key}", "w", force_zip64=base.nbytes > 2 ** 31) as fh:
-                    _write_array(fh, base)
+                    _write_array(fh, base, big_endian=byteorder == "big")
             zf.writestr(prefix + "version", "3\n")

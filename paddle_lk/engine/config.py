@@ -213,10 +213,17 @@ def _validate(node: Any, schema: Any, path: str) -> None:
             return
         if not isinstance(node, dict):
             raise ConfigError(f"{path}: expected a mapping of {', '.join(sorted(schema))}, got {node!r}")
-        for key, value in node.items():
+        for key, value in list(node.items()):
             if key not in schema:
                 raise unknown_key_error(path, str(key), schema)
-            _validate(value, schema[key], f"{path}.{key}" if path else str(key))
+            sub = schema[key]
+            if isinstance(sub, tuple) and float in sub and isinstance(value, str):
+                # YAML 1.1 reads '1e-3' (no dot) as a string; PaddleClas configs are full of them.
+                try:
+                    node[key] = value = float(value)
+                except ValueError:
+                    pass
+            _validate(value, sub, f"{path}.{key}" if path else str(key))
         return
     _check_leaf(path, node, schema)
 
@@ -249,7 +256,7 @@ def validate_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
             for key in ("image_root", "transform_ops"):
                 if key not in ds:
                     raise ConfigError(f"DataLoader.{split}.dataset.{key}: required")
-    if out["EMA"] if "EMA" in out else None:
+    if out.get("EMA"):
         out["EMA"] = _merge({"decay": 0.9999, "eval": True}, out["EMA"])
     g = out["Global"]
     for key in ("epochs", "accum_steps", "save_interval", "eval_interval", "print_batch_step"):

@@ -12,7 +12,6 @@ sample's augmentation depends on (seed, epoch, index) alone (exact resume).
 from __future__ import annotations
 
 import inspect
-import math
 import random
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -185,8 +184,3 @@ def to_chw_float(sample: Any, channels: int) -> np.ndarray:
     if arr.shape[0] != channels and arr.shape[-1] == channels:
         arr = arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)
-
-
-def center_crop_fraction(size: int, crop_pct: float) -> int:
-    """Resize edge used before a ``size`` center crop with ``crop_pct`` (e.g. 224 / 0.875 = 256)."""
-    return int(math.floor(size / crop_pct))

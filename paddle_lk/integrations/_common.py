@@ -1,9 +1,12 @@
 """Shared pieces of the toolkit integrations: the multi-scale backbone wrapper and override parsing."""
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 import paddle
 import paddle.nn as nn
@@ -11,7 +14,10 @@ import yaml
 
 from ..registry import PretrainedSpec, create_model
 
-__all__ = ["BACKBONE_NAMES", "LKBackbone", "apply_overrides", "parse_override_value", "UsageError"]
+__all__ = ["BACKBONE_NAMES", "LKBackbone", "apply_overrides", "parse_override_value", "UsageError",
+           "jit_save_portable", "MODES", "cli_parser", "run_cli"]
+
+MODES = ("train", "eval", "infer", "export")
 
 # The backbones exported to PaddleSeg and PaddleDetection (the issue's list).
 BACKBONE_NAMES: List[str] = ["RepLKNet31B", "RepLKNet31L", "RepLKNetXL"] + [f"VAN_b{i}" for i in range(7)]
@@ -115,3 +121,77 @@ def check_file(path: Optional[str], what: str) -> str:
     if not os.path.isfile(path):
         raise UsageError(f"{what} '{path}' not found")
     return path
+
+
+def jit_save_portable(layer: nn.Layer, input_spec: list, prefix: str) -> None:
+    """``paddle.jit.to_static`` + ``paddle.jit.save`` with the native depthwise op (the exported
+    graph needs no custom op to load).
+
+    The op dispatcher is pure Python dispatch on Python values (mode, shapes); it is marked
+    ``not_to_static`` so dy2static traces through it instead of rewriting its source (the
+    rewrite cannot handle the module-level ``global`` it uses).
+    """
+    from .. import ops
+
+    dispatch = getattr(ops, "depthwise_conv2d", None)
+    if dispatch is not None:
+        paddle.jit.not_to_static(dispatch)
+    with ops.op_path("native"):
+        static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
+        paddle.jit.save(static, prefix)
+
+
+class _ArgError(Exception):
+    pass
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr and exit 2, decided by run_cli
+        raise _ArgError(message)
+
+
+def cli_parser(mode: str, toolkit: str) -> argparse.ArgumentParser:
+    """The arguments every toolkit CLI shares: ``-c``, ``-o``, ``-w/--weights``, ``--output``,
+    and ``-i/--image`` for infer (aliases match the classification tools)."""
+    p = _QuietParser(prog=f"tools/{mode}.py ({toolkit} config)")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-o", "--opt", "--override", dest="overrides", nargs="+", action="extend", default=[],
+                   help="config overrides key.sub=value (YAML values; integer parts index lists)")
+    p.add_argument("-w", "--weights", "--resume", dest="weights", default=None,
+                   help="model .pdparams (eval/infer/export; initial weights for train)")
+    p.add_argument("--output", default=None)
+    if mode == "infer":
+        p.add_argument("-i", "--image", "--input", dest="image", nargs="+", required=True)
+    return p
+
+
+def run_cli(mode: str, argv: Sequence[str], make_parser: Callable[[str], argparse.ArgumentParser],
+            run: Callable[[str, argparse.Namespace], Any],
+            exit_codes: Optional[Dict[Type[BaseException], int]] = None) -> int:
+    """Parse ``argv``, call ``run(mode, args)`` and print its result as one JSON line.
+
+    Bad input (arguments, :class:`UsageError`, missing files) prints one ``error:`` line and
+    returns 2; exceptions in ``exit_codes`` print one line and return their code.
+    """
+    if mode not in MODES:
+        print(f"error: mode must be one of {MODES}, got '{mode}'", file=sys.stderr)
+        return 2
+    try:
+        args = make_parser(mode).parse_args(list(argv))
+    except _ArgError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if mode != "train" and not args.weights:
+        print(f"error: --weights is required for {mode}", file=sys.stderr)
+        return 2
+    handled = tuple(exit_codes or ())
+    try:
+        result = run(mode, args)
+    except (UsageError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except handled as e:  # type: ignore[misc]
+        print(f"error: {e}", file=sys.stderr)
+        return next(code for cls, code in exit_codes.items() if isinstance(e, cls))
+    print(json.dumps(result), flush=True)
+    return 0

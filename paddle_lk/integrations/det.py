@@ -18,14 +18,14 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ._common import BACKBONE_NAMES, LKBackbone, UsageError, check_file, parse_override_value
+from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, check_file, cli_parser, jit_save_portable,
+                      parse_override_value, run_cli)
 
 __all__ = ["register", "BACKBONES", "load_det_config", "build_model", "train", "evaluate", "infer",
            "export", "main"]
@@ -88,21 +88,50 @@ def _reset_global_config() -> None:
             del global_config[key]
 
 
-def _nested(key: str, value: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    node = out
+def _set_override(cfg, key: str, value: Any) -> None:
+    """Set dotted ``key`` in PaddleDetection's config: dict sections (created when missing, as
+    PaddleDetection allows), list indices and attributes of YAML-tagged objects such as
+    ``TrainDataset: !COCODataSet`` (``TrainDataset.dataset_dir=...``)."""
     parts = key.split(".")
     if not all(parts):
         raise UsageError(f"override key '{key}' has an empty component")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
+    node = cfg
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[:i + 1])
+        if isinstance(node, list):
+            try:
+                idx = int(part)
+                node[idx]  # noqa: B018 -- validates the index
+            except (ValueError, IndexError):
+                raise UsageError(f"override '{key}': '{where}' is not a valid list index") from None
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                try:
+                    child = node[part]
+                except KeyError:
+                    child = None
+                if child is None:
+                    child = node[part] = {}
+                node = child
+        else:
+            if not hasattr(node, part):
+                raise UsageError(f"override '{key}': {type(node).__name__} has no attribute '{part}'")
+            if last:
+                setattr(node, part, value)
+            else:
+                node = getattr(node, part)
 
 
 def load_det_config(path: str, overrides: Sequence[str] = ()):
     """PaddleDetection's ``load_config`` (``_BASE_`` merged) + ``-o`` overrides, CPU defaults set."""
-    from ppdet.core.workspace import load_config, merge_config
+    from ppdet.core.workspace import load_config
 
     register()
     check_file(path, "config")
@@ -114,7 +143,7 @@ def load_det_config(path: str, overrides: Sequence[str] = ()):
         if "=" not in item:
             raise UsageError(f"override '{item}' is not key=value")
         key, text = item.split("=", 1)
-        merge_config(_nested(key.strip(), parse_override_value(text)))
+        _set_override(cfg, key.strip(), parse_override_value(text))
     # Paddle is whatever was installed: use a GPU only when this build has one.
     use_gpu = bool(cfg.get("use_gpu", False)) and paddle.device.is_compiled_with_cuda() \
         and paddle.device.cuda.device_count() > 0
@@ -143,6 +172,68 @@ def _check_dataset(cfg, key: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Paddle 3 compatibility
+
+@contextlib.contextmanager
+def paddle3_compat():
+    """PaddleDetection 2.5's RPN (``rpn_head._gen_proposal``) concatenates ``paddle.shape(x)[0]``
+    values, which were shape-[1] tensors on Paddle 2 and are 0-d on Paddle 3, where
+    ``paddle.concat`` then fails ("The axis is expected to be in range of [0, 0)"). Inside this
+    context a concat of only 0-d tensors stacks them into a 1-d tensor, Paddle 2's result; every
+    other call is untouched. Used around PaddleDetection's Trainer and models."""
+    original = paddle.concat
+
+    def concat(x, axis=0, name=None, **kwargs):
+        if isinstance(x, (list, tuple)) and x and all(
+                hasattr(t, "shape") and len(t.shape) == 0 for t in x):
+            return paddle.stack(list(x), axis=0)
+        return original(x, axis=axis, name=name, **kwargs)
+
+    # PaddleDetection 2.5's mask targets (target.polygons_to_mask) use ``np.bool``, removed in
+    # NumPy 1.24: alias it to the builtin while PaddleDetection runs.
+    add_np_bool = "bool" not in np.__dict__
+    paddle.concat = concat
+    if add_np_bool:
+        np.bool = bool  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        paddle.concat = original
+        if add_np_bool:
+            del np.bool
+
+
+@contextlib.contextmanager
+def pir_multiclass_nms():
+    """PaddleDetection 2.5's ``ops.multiclass_nms`` builds its static-graph op with the legacy
+    ``LayerHelper.append_op``, which Paddle 3's PIR programs reject ("The type of '%BBoxes' in
+    operator multiclass_nms3 should be one of [str, bytes, Variable]"), so ``to_static`` of any
+    detector with NMS fails. Inside this context the static branch calls ``_C_ops.multiclass_nms3``
+    (the same kernel, PIR-aware); dygraph calls are unchanged."""
+    from ppdet.modeling import ops as det_ops
+
+    original = det_ops.multiclass_nms
+
+    def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold=0.3,
+                       normalized=True, nms_eta=1., background_label=-1, return_index=False,
+                       return_rois_num=True, rois_num=None, name=None):
+        if paddle.in_dynamic_mode():
+            return original(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold,
+                            normalized, nms_eta, background_label, return_index, return_rois_num,
+                            rois_num, name)
+        output, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
+            bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
+            normalized, nms_eta, background_label)
+        return output, (nms_rois_num if return_rois_num else None), (index if return_index else None)
+
+    det_ops.multiclass_nms = multiclass_nms
+    try:
+        yield
+    finally:
+        det_ops.multiclass_nms = original
+
+
+# ---------------------------------------------------------------------------------------------
 # Train / eval / infer / export
 
 def train(cfg, output: Optional[str] = None, validate: bool = False, resume: Optional[str] = None) -> Dict[str, Any]:
@@ -154,9 +245,13 @@ def train(cfg, output: Optional[str] = None, validate: bool = False, resume: Opt
         _check_dataset(cfg, "EvalDataset")
     if output:
         cfg["save_dir"] = output
+    # COCO eval writes bbox.json / mask.json: next to the checkpoints, not in the cwd.
+    cfg["output_eval"] = os.path.join(cfg.save_dir, cfg.filename, "eval")
+    os.makedirs(cfg["output_eval"], exist_ok=True)
     trainer = Trainer(cfg, mode="train")
+    _keep_metric_results(trainer)
     if resume:
-        trainer.resume_weights(check_file(resume, "--weights"))
+        trainer.resume_weights(_weights_file(resume))
     elif cfg.get("pretrain_weights"):
         trainer.load_weights(cfg.pretrain_weights)
     trainer.train(validate)
@@ -167,10 +262,33 @@ def train(cfg, output: Optional[str] = None, validate: bool = False, resume: Opt
     return out
 
 
+def _keep_metric_results(trainer) -> None:
+    """The Trainer resets its metrics right after logging them; keep the last non-empty results
+    (per metric) so they can be returned."""
+    original = trainer._reset_metrics
+    trainer._paddle_lk_results = {}  # metric index -> results (metrics may be created later)
+
+    def reset():
+        for i, metric in enumerate(trainer._metrics):
+            res = metric.get_results() if hasattr(metric, "get_results") else {}
+            if res:
+                trainer._paddle_lk_results[i] = dict(res)
+        original()
+
+    trainer._reset_metrics = reset
+
+
 def _metric_results(trainer) -> Dict[str, Any]:
+    from ppdet.metrics import COCOMetric
+
     out: Dict[str, Any] = {}
-    for metric in getattr(trainer, "_metrics", []):
-        res = metric.get_results() if hasattr(metric, "get_results") else {}
+    kept = getattr(trainer, "_paddle_lk_results", {})
+    for i, metric in enumerate(getattr(trainer, "_metrics", [])):
+        res = kept.get(i) or (metric.get_results() if hasattr(metric, "get_results") else {})
+        if not res and isinstance(metric, COCOMetric):
+            # PaddleDetection stops COCO eval when the model detected nothing: AP is then 0.
+            print("[det eval] no detections above the score threshold: COCO mAP is 0", flush=True)
+            out["bbox_mAP"] = 0.0
         for key, values in (res or {}).items():
             values = list(np.asarray(values).reshape(-1))
             if values:
@@ -180,25 +298,38 @@ def _metric_results(trainer) -> Dict[str, Any]:
     return out
 
 
-def evaluate(cfg, weights: str) -> Dict[str, Any]:
-    """PaddleDetection ``Trainer.evaluate`` (COCO mAP through pycocotools)."""
+def evaluate(cfg, weights: str, output: Optional[str] = None) -> Dict[str, Any]:
+    """PaddleDetection ``Trainer.evaluate`` (COCO mAP through pycocotools); the detections
+    (bbox.json / mask.json) go to ``output`` (default ``save_dir/<config name>/eval``)."""
     from ppdet.engine import Trainer
 
     _check_dataset(cfg, "EvalDataset")
-    cfg["save_dir"] = cfg.get("save_dir", "output")
+    cfg["output_eval"] = output or os.path.join(cfg.get("save_dir", "output"), cfg.filename, "eval")
+    os.makedirs(cfg["output_eval"], exist_ok=True)
     trainer = Trainer(cfg, mode="eval")
-    trainer.load_weights(check_file(weights, "--weights"))
+    _keep_metric_results(trainer)
+    trainer.load_weights(_weights_file(weights))
     trainer.evaluate()
     res = _metric_results(trainer)
     print("[det eval] " + " ".join(f"{k} {v:.4f}" for k, v in res.items()), flush=True)
     return res
 
 
+def _weights_file(weights: str) -> str:
+    """PaddleDetection names checkpoints without the extension (``model_final``): accept both."""
+    if weights and not os.path.isfile(weights) and os.path.isfile(weights + ".pdparams"):
+        weights += ".pdparams"
+    return check_file(weights, "--weights")
+
+
 def _eval_model(cfg, weights: str) -> nn.Layer:
     from ppdet.utils.checkpoint import load_weight
 
     model = build_model(cfg)
-    load_weight(model, check_file(weights, "--weights"))
+    try:
+        load_weight(model, _weights_file(weights))
+    except AssertionError as e:  # PaddleDetection reports unmatched keys with an assert
+        raise UsageError(f"--weights {weights} does not match the config's model: {e}") from None
     model.eval()
     return model
 
@@ -254,8 +385,6 @@ def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: floa
     """Detect, draw boxes (and masks) with PaddleDetection's visualizer, write ``output/<stem>.png``."""
     from PIL import Image
 
-    from ppdet.utils.visualizer import visualize_results
-
     from ..utils import atomic_path
 
     model = _eval_model(cfg, weights)
@@ -269,7 +398,7 @@ def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: floa
             out = model(inputs)
         bbox = out["bbox"].numpy()
         keep = bbox[:, 1] >= threshold if bbox.size else np.zeros([0], bool)
-        bbox_res = [{"category_id": int(b[0]), "bbox": [float(b[2]), float(b[3]), float(b[4] - b[2]),
+        bbox_res = [{"image_id": 0, "category_id": int(b[0]), "bbox": [float(b[2]), float(b[3]), float(b[4] - b[2]),
                                                         float(b[5] - b[3])], "score": float(b[1])}
                     for b in bbox[keep]]
         mask_res = None
@@ -277,19 +406,46 @@ def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: floa
             from pycocotools import mask as mask_util
 
             masks = out["mask"].numpy()[keep]
-            mask_res = [{"category_id": int(b[0]), "score": float(b[1]),
+            mask_res = [{"image_id": 0, "category_id": int(b[0]), "score": float(b[1]),
                          "segmentation": mask_util.encode(np.asfortranarray(m.astype(np.uint8)))}
                         for b, m in zip(bbox[keep], masks)]
             for m in mask_res:
                 m["segmentation"]["counts"] = m["segmentation"]["counts"].decode("utf8")
         image = Image.open(path).convert("RGB")
-        drawn = visualize_results(image, bbox_res, mask_res, None, None, 0, names, threshold)
+        drawn = _draw(image, bbox_res, mask_res, names, threshold)
         dst = os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".png")
         with atomic_path(dst, suffix=".png") as tmp:
             drawn.save(tmp, format="PNG")
         print(f"[det infer] {path}: {len(bbox_res)} boxes -> {dst}", flush=True)
         results.append({"image": path, "output": dst, "boxes": len(bbox_res)})
     return results
+
+
+def _draw(image, bbox_res, mask_res, names: Dict[int, str], threshold: float):
+    """Masks through PaddleDetection's ``draw_mask``; boxes and labels drawn here because its
+    ``draw_bbox`` fails with Pillow >= 10 (float colours, removed ``ImageDraw.textsize``)."""
+    from PIL import ImageDraw
+
+    from ppdet.utils.colormap import colormap
+    from ppdet.utils.visualizer import draw_mask
+
+    if mask_res:
+        image = draw_mask(image, 0, mask_res, threshold)
+    draw = ImageDraw.Draw(image)
+    colors = colormap(rgb=True)
+    for det in bbox_res:
+        if det["score"] < threshold:
+            continue
+        cid = det["category_id"]
+        color = tuple(int(c) for c in colors[cid % len(colors)][:3])
+        x, y, w, h = det["bbox"]
+        draw.rectangle([x, y, x + w, y + h], outline=color, width=2)
+        text = f"{names.get(cid, cid)} {det['score']:.2f}"
+        left, top, right, bottom = draw.textbbox((x, y), text)
+        th = bottom - top
+        draw.rectangle([x, y - th - 2, x + (right - left) + 2, y], fill=color)
+        draw.text((x + 1, y - th - 1), text, fill=(255, 255, 255))
+    return image
 
 
 class _ExportNet(nn.Layer):
@@ -300,11 +456,36 @@ class _ExportNet(nn.Layer):
         super().__init__()
         self.model = model
 
-    def forward(self, image, im_shape, scale_factor):
+    def _outputs(self, image, im_shape, scale_factor):
         out = self.model({"image": image, "im_shape": im_shape, "scale_factor": scale_factor})
         if "mask" in out:
             return out["bbox"], out["bbox_num"], out["mask"]
         return out["bbox"], out["bbox_num"]
+
+    def forward(self, image, im_shape, scale_factor):
+        return self._outputs(image, im_shape, scale_factor)
+
+
+class _ExportNetNoShape(_ExportNet):
+    """(image, scale_factor) variant for detectors that never read ``im_shape`` (FCOS): Paddle
+    refuses feeds that no output depends on; ``im_shape`` is taken from the image."""
+
+    def forward(self, image, scale_factor):
+        hw = paddle.shape(image)[2:].astype("float32").unsqueeze(0)
+        return self._outputs(image, hw.tile([paddle.shape(image)[0], 1]), scale_factor)
+
+
+class ExportError(RuntimeError):
+    """The detector cannot be exported with this PaddleDetection / Paddle pair."""
+
+
+def _ppdet_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("paddledet")
+    except Exception:  # pragma: no cover - metadata missing in a source checkout
+        return "?"
 
 
 def export(cfg, weights: str, output: str) -> str:
@@ -312,19 +493,30 @@ def export(cfg, weights: str, output: str) -> str:
     with the native depthwise op so the result loads anywhere, plus ``infer_cfg.yml``."""
     import yaml
 
-    from .. import ops
     from ..utils import atomic_path
 
     model = _eval_model(cfg, weights)
     os.makedirs(output, exist_ok=True)
     prefix = os.path.join(output, "model")
-    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "image"),
-            paddle.static.InputSpec([None, 2], "float32", "im_shape"),
-            paddle.static.InputSpec([None, 2], "float32", "scale_factor")]
-    with ops.op_path("native"):
-        net = paddle.jit.to_static(_ExportNet(model), input_spec=spec, full_graph=True)
-        paddle.jit.save(net, prefix)
-    infer_cfg = {"arch": cfg.architecture, "mode": "paddle", "draw_threshold": 0.5,
+    image = paddle.static.InputSpec([None, 3, None, None], "float32", "image")
+    im_shape = paddle.static.InputSpec([None, 2], "float32", "im_shape")
+    scale = paddle.static.InputSpec([None, 2], "float32", "scale_factor")
+    inputs = ["image", "im_shape", "scale_factor"]
+    try:
+        with pir_multiclass_nms():
+            try:
+                jit_save_portable(_ExportNet(model), [image, im_shape, scale], prefix)
+            except ValueError as e:
+                if "not involved in the target_vars" not in str(e):
+                    raise
+                # Paddle refuses unused feeds (FCOS never reads im_shape): export without it.
+                jit_save_portable(_ExportNetNoShape(model), [image, scale], prefix)
+                inputs = ["image", "scale_factor"]
+    except Exception as e:  # any tracing failure: report it as one line, exit 1
+        raise ExportError(f"{cfg.architecture}: PaddleDetection {_ppdet_version()} cannot be traced to a "
+                          f"Paddle {paddle.__version__} program ({str(e).strip().splitlines()[-1]}); "
+                          f"one-stage detectors (FCOS, RetinaNet) export") from e
+    infer_cfg = {"arch": cfg.architecture, "mode": "paddle", "draw_threshold": 0.5, "inputs": inputs,
                  "Preprocess": [dict(type=list(op)[0], **(list(op.values())[0] or {}))
                                 for op in cfg["TestReader"]["sample_transforms"] if "Decode" not in op],
                  "label_list": [n for _, n in sorted(_class_names(cfg).items())]}
@@ -338,26 +530,11 @@ def export(cfg, weights: str, output: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # CLI
 
-class _ArgError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _ArgError(message)
-
-
 def _parser(mode: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"tools/{mode}.py (PaddleDetection config)")
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("-o", "--opt", "--override", dest="overrides", nargs="+", action="extend", default=[],
-                   help="config overrides key.sub=value (YAML values)")
-    p.add_argument("--weights", default=None, help="model .pdparams (eval/infer/export; resume for train)")
-    p.add_argument("--output", default=None)
+    p = cli_parser(mode, "PaddleDetection")
     if mode == "train":
         p.add_argument("--eval", action="store_true", help="evaluate after each snapshot epoch")
     if mode == "infer":
-        p.add_argument("--image", nargs="+", required=True)
         p.add_argument("--threshold", type=float, default=0.5)
     return p
 
@@ -365,32 +542,23 @@ def _parser(mode: str) -> argparse.ArgumentParser:
 def main(mode: str, argv: Sequence[str]) -> int:
     """Entry point used by ``tools/{train,eval,infer,export}.py`` for PaddleDetection configs.
 
-    ``argv`` is the tool's argument list; returns the exit code (2 on bad input).
+    ``argv`` is the tool's argument list; returns the exit code (2 on bad input, 1 when the
+    detector cannot be exported).
     """
-    modes = ("train", "eval", "infer", "export")
-    if mode not in modes:
-        print(f"error: mode must be one of {modes}, got '{mode}'", file=sys.stderr)
-        return 2
-    try:
-        args = _parser(mode).parse_args(list(argv))
-    except _ArgError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_det_config(args.config, args.overrides)
-        if mode != "train" and not args.weights:
-            raise UsageError(f"--weights is required for {mode}")
-        if mode == "train":
-            res: Any = train(cfg, args.output, validate=args.eval, resume=args.weights)
-        elif mode == "eval":
-            res = evaluate(cfg, args.weights)
-        elif mode == "infer":
-            res = infer(cfg, args.weights, args.image, args.output or os.path.join("output", "det_infer"),
-                        args.threshold)
-        else:
-            res = {"prefix": export(cfg, args.weights, args.output or os.path.join("output", "det_export"))}
-    except (UsageError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res), flush=True)
-    return 0
+    def run(mode: str, args: argparse.Namespace) -> Any:
+        with paddle3_compat():
+            return _run(mode, args)
+
+    return run_cli(mode, argv, _parser, run, {ExportError: 1})
+
+
+def _run(mode: str, args: argparse.Namespace) -> Any:
+    cfg = load_det_config(args.config, args.overrides)
+    if mode == "train":
+        return train(cfg, args.output, validate=args.eval, resume=args.weights)
+    if mode == "eval":
+        return evaluate(cfg, args.weights, args.output)
+    if mode == "infer":
+        return infer(cfg, args.weights, args.image, args.output or os.path.join("output", "det_infer"),
+                     args.threshold)
+    return {"prefix": export(cfg, args.weights, args.output or os.path.join("output", "det_export"))}

@@ -18,10 +18,7 @@ CLI (through ``tools/train.py`` / ``eval.py`` / ``infer.py`` / ``export.py``, or
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -31,10 +28,10 @@ import paddle
 import paddle.nn as nn
 import yaml
 
-from ._common import BACKBONE_NAMES, LKBackbone, UsageError, apply_overrides, check_file
+from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, apply_overrides, check_file, cli_parser,
+                      jit_save_portable, run_cli)
 
-__all__ = ["register", "BACKBONES", "build_config", "train", "evaluate", "infer", "export", "main",
-           "Float32LabelCE"]
+__all__ = ["register", "BACKBONES", "build_config", "train", "evaluate", "infer", "export", "main"]
 
 BACKBONES: Dict[str, type] = {}
 
@@ -83,6 +80,8 @@ def _float32_ce_class() -> type:
                     return super()._post_process_loss(logit, label, semantic_weights, loss)
                 return super()._post_process_loss(logit, label.astype("float32"), semantic_weights, loss)
 
+        Float32LabelCE.__qualname__ = "Float32LabelCE"
+        Float32LabelCE.__module__ = __name__
         _CE = Float32LabelCE
         globals()["Float32LabelCE"] = Float32LabelCE
     return _CE
@@ -214,11 +213,27 @@ def train(cfg, output: str, iters: Optional[int] = None, log_every: int = 10, re
     return result
 
 
+def _areas(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int):
+    """Per-class intersection / prediction / label pixel counts, as PaddleSeg's
+    ``metrics.calculate_area`` -- which ``paddle.concat``s 0-d sums and fails on Paddle 3."""
+    pred, label = pred.reshape(-1).astype(np.int64), label.reshape(-1).astype(np.int64)
+    valid = label != ignore_index
+    pred_v, label_v = pred[valid], label[valid]
+    in_range = (pred_v >= 0) & (pred_v < num_classes)
+    pred_area = np.bincount(pred_v[in_range], minlength=num_classes)[:num_classes]
+    lab_ok = (label_v >= 0) & (label_v < num_classes)
+    label_area = np.bincount(label_v[lab_ok], minlength=num_classes)[:num_classes]
+    hit = in_range & (pred_v == label_v)
+    intersect = np.bincount(pred_v[hit], minlength=num_classes)[:num_classes]
+    return intersect, pred_area, label_area
+
+
 def evaluate(cfg, model: Optional[nn.Layer] = None, weights: Optional[str] = None,
-             num_workers: int = 0) -> Dict[str, float]:
-    """mIoU / pixel accuracy / kappa on ``val_dataset`` with PaddleSeg's ``core.evaluate``
-    (``test_config`` keys such as ``is_slide``/``crop_size``/``stride`` are honoured)."""
-    from paddleseg.core import evaluate as seg_evaluate
+             num_workers: int = 0) -> Dict[str, Any]:
+    """mIoU / pixel accuracy / kappa on ``val_dataset``: PaddleSeg's ``core.infer`` (whole,
+    sliding-window or multi-scale/flip per ``test_config``) and ``utils.metrics``."""
+    from paddleseg.core import infer as seg_infer
+    from paddleseg.utils import metrics
 
     builder = _builder(cfg)
     if model is None:
@@ -230,13 +245,32 @@ def evaluate(cfg, model: Optional[nn.Layer] = None, weights: Optional[str] = Non
         raise UsageError("val_dataset is empty")
     test_cfg = dict(cfg.test_config)
     aug = bool(test_cfg.pop("aug_eval", False))
-    kwargs = {k: test_cfg[k] for k in ("is_slide", "crop_size", "stride", "scales", "flip_horizontal",
-                                         "flip_vertical") if k in test_cfg}
-    miou, acc, class_iou, _, kappa = seg_evaluate(model, dataset, aug_eval=aug, num_workers=num_workers,
-                                                  print_detail=False, **kwargs)
+    keys = ("is_slide", "crop_size", "stride") + (("scales", "flip_horizontal", "flip_vertical") if aug else ())
+    kwargs = {k: test_cfg[k] for k in keys if k in test_cfg}
+    loader = paddle.io.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
+                                  return_list=True)
+    n = int(dataset.num_classes)
+    inter = np.zeros(n, np.int64)
+    pred_a = np.zeros(n, np.int64)
+    label_a = np.zeros(n, np.int64)
+    model.eval()
+    with paddle.no_grad():
+        for data in loader:
+            fn = seg_infer.aug_inference if aug else seg_infer.inference
+            pred, _ = fn(model, data["img"], trans_info=data["trans_info"], **kwargs)
+            i, p, l = _areas(pred.numpy(), data["label"].numpy(), n, int(dataset.ignore_index))
+            inter += i
+            pred_a += p
+            label_a += l
     model.train()
-    out = {"mIoU": float(miou), "acc": float(acc), "kappa": float(kappa)}
-    print(f"[seg eval] mIoU {out['mIoU']:.4f} acc {out['acc']:.4f} kappa {out['kappa']:.4f}", flush=True)
+    t = [paddle.to_tensor(a) for a in (inter, pred_a, label_a)]
+    class_iou, miou = metrics.mean_iou(*t)
+    _, acc = metrics.accuracy(t[0], t[1])
+    kappa = metrics.kappa(*t)
+    out = {"mIoU": float(miou), "acc": float(acc), "kappa": float(kappa),
+           "class_iou": [round(float(v), 6) for v in class_iou]}
+    print(f"[seg eval] mIoU {out['mIoU']:.4f} acc {out['acc']:.4f} kappa {out['kappa']:.4f} "
+          f"({len(dataset)} images)", flush=True)
     return out
 
 
@@ -292,8 +326,6 @@ class _ArgmaxNet(nn.Layer):
 def export(cfg, weights: str, output: str, input_shape: Optional[Sequence[int]] = None) -> str:
     """``paddle.jit.save`` of model + argmax to ``output/model`` (portable: native depthwise op)
     and a PaddleSeg-style ``deploy.yaml``; returns the path prefix."""
-    from .. import ops
-
     builder = _builder(cfg)
     model = builder.model
     _load_model_weights(model, weights)
@@ -301,11 +333,7 @@ def export(cfg, weights: str, output: str, input_shape: Optional[Sequence[int]] 
     shape = list(input_shape) if input_shape else [None, 3, None, None]
     os.makedirs(output, exist_ok=True)
     prefix = os.path.join(output, "model")
-    with ops.op_path("native"):
-        net = paddle.jit.to_static(_ArgmaxNet(model),
-                                   input_spec=[paddle.static.InputSpec(shape, "float32", "x")],
-                                   full_graph=True)
-        paddle.jit.save(net, prefix)
+    jit_save_portable(_ArgmaxNet(model), [paddle.static.InputSpec(shape, "float32", "x")], prefix)
     deploy = {"Deploy": {"model": "model" + _model_suffix(prefix), "params": "model.pdiparams",
                          "transforms": cfg.val_dataset_cfg.get("transforms", []), "input_shape": shape,
                          "output_op": "argmax"}}
@@ -329,32 +357,32 @@ def _model_suffix(prefix: str) -> str:
 # CLI
 
 def _parser(mode: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"tools/{mode}.py (PaddleSeg config)", add_help=True)
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("-o", "--opt", "--override", dest="overrides", nargs="+", action="extend", default=[],
-                   help="config overrides key.sub=value (YAML values; integer parts index lists)")
-    p.add_argument("--weights", default=None, help="model .pdparams (eval/infer/export; resume for train)")
-    p.add_argument("--output", default=None)
+    p = cli_parser(mode, "PaddleSeg")
     p.add_argument("--num-workers", type=int, default=0)
     if mode == "train":
         p.add_argument("--iters", type=int, default=None)
         p.add_argument("--log-every", type=int, default=10)
         p.add_argument("--save-every", type=int, default=None)
         p.add_argument("--eval", action="store_true", help="evaluate on val_dataset after training")
-    if mode == "infer":
-        p.add_argument("--image", nargs="+", required=True)
     if mode == "export":
         p.add_argument("--input-shape", type=int, nargs=4, default=None)
     return p
 
 
-class _ArgError(Exception):
-    pass
-
-
-class _QuietParser(argparse.ArgumentParser):
-    def error(self, message):  # one-line error, exit 2 decided by main()
-        raise _ArgError(message)
+def _run(mode: str, args: argparse.Namespace) -> Dict[str, Any]:
+    needed = {"train": ["train_dataset"] + (["val_dataset"] if args.eval else []) if mode == "train" else [],
+              "eval": ["val_dataset"]}.get(mode, [])
+    cfg = build_config(args.config, args.overrides, needed)
+    if mode == "train":
+        return train(cfg, args.output or os.path.join("output", "seg"), iters=args.iters,
+                     log_every=args.log_every, resume=args.weights, do_eval=args.eval,
+                     num_workers=args.num_workers, save_every=args.save_every)
+    if mode == "eval":
+        return evaluate(cfg, weights=args.weights, num_workers=args.num_workers)
+    if mode == "infer":
+        return {"written": infer(cfg, args.weights, args.image, args.output or os.path.join("output", "seg_infer"))}
+    return {"prefix": export(cfg, args.weights, args.output or os.path.join("output", "seg_export"),
+                             args.input_shape)}
 
 
 def main(mode: str, argv: Sequence[str]) -> int:
@@ -362,40 +390,4 @@ def main(mode: str, argv: Sequence[str]) -> int:
 
     ``argv`` is the tool's argument list; returns the exit code (2 on bad input).
     """
-    modes = ("train", "eval", "infer", "export")
-    if mode not in modes:
-        print(f"error: mode must be one of {modes}, got '{mode}'", file=sys.stderr)
-        return 2
-    parser = _parser(mode)
-    parser.__class__ = _QuietParser
-    try:
-        args = parser.parse_args(list(argv))
-    except _ArgError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        needed = {"train": ["train_dataset"] + (["val_dataset"] if getattr(args, "eval", False) else []),
-                  "eval": ["val_dataset"]}.get(mode, [])
-        cfg = build_config(args.config, args.overrides, needed)
-        if mode == "train":
-            out = args.output or os.path.join("output", "seg")
-            res = train(cfg, out, iters=args.iters, log_every=args.log_every, resume=args.weights,
-                        do_eval=args.eval, num_workers=args.num_workers, save_every=args.save_every)
-        elif mode == "eval":
-            if not args.weights:
-                raise UsageError("--weights is required for eval")
-            res = evaluate(cfg, weights=args.weights, num_workers=args.num_workers)
-        elif mode == "infer":
-            if not args.weights:
-                raise UsageError("--weights is required for infer")
-            res = {"written": infer(cfg, args.weights, args.image, args.output or os.path.join("output", "seg_infer"))}
-        else:
-            if not args.weights:
-                raise UsageError("--weights is required for export")
-            res = {"prefix": export(cfg, args.weights, args.output or os.path.join("output", "seg_export"),
-                                    args.input_shape)}
-    except (UsageError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res), flush=True)
-    return 0
+    return run_cli(mode, argv, _parser, _run)

