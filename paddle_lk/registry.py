@@ -4,7 +4,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-import sys
 from typing import Callable, Dict, List, Optional, Union
 
 import paddle.nn as nn
@@ -38,20 +37,14 @@ def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
     return _MODEL_ENTRYPOINTS[name]
 
 
-def create_model(name: str, pretrained: PretrainedSpec = None, drop_head: bool = False, **kwargs) -> nn.Layer:
+def create_model(name: str, pretrained: PretrainedSpec = None, **kwargs) -> nn.Layer:
     """Build a registered model; ``pretrained`` is False/None, True (hosted weights) or a path
     to ``.pdparams`` or an official PyTorch ``.pth``. ``class_num`` is accepted for ``num_classes``.
 
     ``drop_head=True`` loads everything but a classifier whose class count differs from the
     model's (fine-tuning on a new label set); without it such a mismatch is an error.
     """
-    fn = model_entrypoint(name)
-    if not drop_head:
-        return fn(pretrained=pretrained or False, **kwargs)
-    model = fn(pretrained=False, **kwargs)
-    urls = getattr(sys.modules.get(fn.__module__), "MODEL_URLS", {}) or {}
-    load_pretrained(model, pretrained, name, urls.get(name), drop_head=True)
-    return model
+    return model_entrypoint(name)(pretrained=pretrained or False, **kwargs)
 
 
 def resolve_num_classes(num_classes: Optional[int], class_num: Optional[int]) -> Optional[int]:

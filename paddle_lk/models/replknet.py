@@ -250,12 +250,13 @@ class RepLKNet(nn.Layer):
 
 
 def _build(name: str, pretrained, num_classes, class_num, defaults: dict, kwargs: dict) -> RepLKNet:
+    drop_head = kwargs.pop("drop_head", False)
     cfg = dict(defaults)
     cfg.update(kwargs)
     n = resolve_num_classes(num_classes, class_num)
     cfg["num_classes"] = 1000 if n is None and cfg.get("out_indices") is None else n
     model = RepLKNet(**cfg)
-    load_pretrained(model, pretrained, name, MODEL_URLS.get(name))
+    load_pretrained(model, pretrained, name, MODEL_URLS.get(name), drop_head=drop_head)
     return model
 
 

@@ -183,12 +183,13 @@ _VAN_CFGS = {
 
 
 def _van(idx: int, pretrained, num_classes, class_num, kwargs) -> VAN:
+    drop_head = kwargs.pop("drop_head", False)
     cfg = dict(mlp_ratios=[8, 8, 4, 4], norm_eps=1e-6, **_VAN_CFGS[idx])
     cfg.update(kwargs)
     n = resolve_num_classes(num_classes, class_num)
     cfg["num_classes"] = 1000 if n is None else n
     model = VAN(**cfg)
-    load_pretrained(model, pretrained, f"VAN_b{idx}", MODEL_URLS.get(f"VAN_b{idx}"))
+    load_pretrained(model, pretrained, f"VAN_b{idx}", MODEL_URLS.get(f"VAN_b{idx}"), drop_head=drop_head)
     return model
 
 
