@@ -140,3 +140,35 @@ def test_recompute_matches_plain_gradients():
         grads.append(m.stages[0].blocks[0].large_kernel.lkb_origin.conv.weight.grad.numpy())
         m.clear_gradients()
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_flop_count_leaves_no_buffers_and_counts_depthwise():
+    from paddle_lk.utils import count_flops
+
+    model = RepLKNet([7, 5], [1, 1], [8, 16], 0.0, 3, num_classes=4).eval()
+    keys = set(model.state_dict())
+    flops = count_flops(model, (1, 3, 32, 32))
+    assert set(model.state_dict()) == keys and flops > 0
+    from paddle_lk.layers import DepthwiseConv2D
+
+    dw = DepthwiseConv2D(8, 8, 7, padding=3, groups=8, bias_attr=False)
+    # (paddle.flops only visits sublayers, hence the container)
+    assert count_flops(paddle.nn.Sequential(dw), (1, 8, 10, 10)) == 8 * 10 * 10 * 49  # a MAC per tap per output
+
+
+def test_atomic_path_permissions_and_cleanup(tmp_path):
+    import os
+
+    from paddle_lk.utils import atomic_path
+
+    target = tmp_path / "out.bin"
+    with atomic_path(str(target)) as tmp:
+        open(tmp, "wb").write(b"ok")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"ok" and (target.stat().st_mode & 0o777) == (0o666 & ~umask)
+    with pytest.raises(RuntimeError):
+        with atomic_path(str(tmp_path / "never.bin")) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

@@ -14,7 +14,6 @@ __all__ = ["count_flops"]
 
 def _count_refconv(layer, inputs, output) -> None:
     # At inference RefConv is a plain conv with its refocused kernel: count it as such.
-    x = inputs[0]
     kernel_ops = layer.kernel_size ** 2 * (layer.in_channels // layer.groups)
     layer.total_ops += abs(int(kernel_ops * output.numel())) + (int(output.numel()) if layer.bias is not None else 0)
 
@@ -32,6 +31,11 @@ def count_flops(model: nn.Layer, input_size: Sequence[int] = (1, 3, 224, 224)) -
     model.eval()
     with contextlib.redirect_stdout(io.StringIO()), paddle.no_grad():  # paddle.flops prints per-type lines
         flops = paddle.flops(model, list(input_size), custom_ops=custom, print_detail=False)
+    # paddle.flops leaves its counter buffers on layers it has no rule for; they would end up in
+    # state_dict() and in saved checkpoints.
+    for layer in model.sublayers(include_self=True):
+        for name in ("total_ops", "total_params", "input_shape", "output_shape"):
+            layer._buffers.pop(name, None)
     if was_training:
         model.train()
     return int(flops)
