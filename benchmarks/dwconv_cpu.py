@@ -2,8 +2,8 @@
 
 Shapes: RepLKNet-31B's four stages at batch 8, 224x224 input, and a kernel-size sweep at [8,256,56,56].
 For each: forward and forward+backward (input and weight gradients) median times, GFLOP/s, % of the
-machine's nominal AVX2/FMA peak and of the FMA peak measured in the same run (a register-only FMA loop,
-so machine load shows up on both sides), and the ratios. All columns come from one run, so a loaded
+machine's nominal AVX2/FMA peak and of the FMA peak measured next to each row (a register-only FMA loop
+run before and after the row, so machine load shows up on both sides), and the ratios. All columns come from one run, so a loaded
 machine slows every column alike.
 
     python benchmarks/dwconv_cpu.py                 # full tables (a few minutes: Paddle's conv is slow)
@@ -18,6 +18,7 @@ import argparse
 import ctypes
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,26 +40,33 @@ SWEEP_KS = (3, 5, 7, 9, 13, 17, 21, 25, 27, 29, 31)
 _PEAK_SRC = r"""
 #include <immintrin.h>
 #include <omp.h>
-__attribute__((target("avx2,fma"))) static float run(long iters) {
-  __m256 a0 = _mm256_set1_ps(0.1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-         a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+/* 12 independent FMA chains (enough to cover FMA latency x 2 ports). Each chain starts from a
+   different run-time value so the compiler cannot merge identical chains into one. */
+__attribute__((target("avx2,fma"), noinline)) static float run(long iters, float seed) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(seed + 0.001f * i);
   const __m256 m = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
-  for (long i = 0; i < iters; ++i) {
-    a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
-    a3 = _mm256_fmadd_ps(a3, m, c); a4 = _mm256_fmadd_ps(a4, m, c); a5 = _mm256_fmadd_ps(a5, m, c);
-    a6 = _mm256_fmadd_ps(a6, m, c); a7 = _mm256_fmadd_ps(a7, m, c); a8 = _mm256_fmadd_ps(a8, m, c);
-    a9 = _mm256_fmadd_ps(a9, m, c); a10 = _mm256_fmadd_ps(a10, m, c); a11 = _mm256_fmadd_ps(a11, m, c);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
   }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  float out[8]; _mm256_storeu_ps(out, s); return out[0];
+  float s = 0.f;
+  for (int i = 0; i < 12; ++i) {
+    float out[8];
+    _mm256_storeu_ps(out, a[i]);
+    s += out[i % 8];
+  }
+  return s;
 }
 /* FLOPs executed by all threads together: threads * iters * 12 FMAs * 8 lanes * 2. */
-extern "C" double fma_flops(long iters) {
-  double total = 0; float sink = 0;
+extern "C" double fma_flops(long iters, float seed) {
+  double total = 0;
+  float sink = 0;
 #pragma omp parallel reduction(+:total) reduction(+:sink)
-  { sink += run(iters); total += (double)iters * 12 * 8 * 2; }
+  {
+    sink += run(iters, seed + omp_get_thread_num());
+    total += (double)iters * 12 * 8 * 2;
+  }
   return sink == 12345.f ? 0 : total;
 }
 """
@@ -80,32 +88,49 @@ def nominal_peak_gflops() -> Tuple[float, str]:
     return cores * ghz * 32.0, f"{cores} cores x {ghz:.2f} GHz x 32 FLOP/cycle"
 
 
-def measured_peak_gflops(seconds: float = 1.0) -> Optional[float]:
-    """FMA-only loop compiled with the system C++ compiler, all threads; None when it cannot be built."""
-    tmp = tempfile.mkdtemp(prefix="lk_peak_")
-    src, lib = os.path.join(tmp, "peak.cc"), os.path.join(tmp, "peak.so")
-    with open(src, "w") as fh:
-        fh.write(_PEAK_SRC)
-    cxx = os.environ.get("CXX", "g++")
-    proc = subprocess.run([cxx, "-O2", "-fopenmp", "-shared", "-fPIC", src, "-o", lib], capture_output=True)
-    if proc.returncode != 0:
-        return None
-    fn = ctypes.CDLL(lib).fma_flops
-    fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_long]
-    iters = 1_000_000
-    while True:  # calibrate to ~`seconds`
-        t0 = time.perf_counter()
-        flops = fn(iters)
-        dt = time.perf_counter() - t0
-        if dt > seconds / 4:
-            break
-        iters *= 4
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        flops = fn(iters)
-        best = max(best, flops / (time.perf_counter() - t0) / 1e9)
-    return best
+class PeakMeter:
+    """FMA-only loop (all threads, registers only) compiled with the system C++ compiler.
+
+    ``measure()`` is called next to every benchmark row, so the "% of measured peak" columns compare
+    against what the CPU delivers to this process at that moment of a shared machine.
+    """
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        self.fn = None
+        tmp = tempfile.mkdtemp(prefix="lk_peak_")
+        src, lib = os.path.join(tmp, "peak.cc"), os.path.join(tmp, "peak.so")
+        with open(src, "w") as fh:
+            fh.write(_PEAK_SRC)
+        cxx = os.environ.get("CXX", "g++")
+        try:
+            proc = subprocess.run([cxx, "-O2", "-fopenmp", "-shared", "-fPIC", src, "-o", lib],
+                                  capture_output=True)
+            if proc.returncode != 0:
+                return
+            self.fn = ctypes.CDLL(lib).fma_flops  # stays mapped after the files are removed
+        except OSError:
+            return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.fn.restype, self.fn.argtypes = ctypes.c_double, [ctypes.c_long, ctypes.c_float]
+        self.iters = 1_000_000
+        while True:  # calibrate one run to about `seconds`
+            t0 = time.perf_counter()
+            self.fn(self.iters, 0.1)
+            if time.perf_counter() - t0 > seconds / 4:
+                break
+            self.iters *= 4
+
+    def measure(self) -> Optional[float]:
+        """Best of two runs, GFLOP/s; None when the loop could not be built."""
+        if self.fn is None:
+            return None
+        best = 0.0
+        for _ in range(2):
+            t0 = time.perf_counter()
+            flops = self.fn(self.iters, 0.1)
+            best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+        return best
 
 
 def time_median(fn: Callable[[], object], reps: int, budget_s: float) -> float:
@@ -172,7 +197,7 @@ def _torch_cases(x: np.ndarray, w: np.ndarray, k: int) -> Optional[Dict[str, Cal
 
 
 def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, budget_s: float,
-                with_torch: bool) -> Dict[str, float]:
+                with_torch: bool, meter: PeakMeter) -> Dict[str, float]:
     n, c, h, w = shape
     rng = np.random.RandomState(0)
     xn = rng.standard_normal(shape).astype("float32")
@@ -187,16 +212,22 @@ def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, bud
     if err > 1e-4:
         raise SystemExit(f"op output differs from F.conv2d at {list(shape)} k={k}: rel {err:.2e}")
     res: Dict[str, float] = {"flops": 2.0 * n * c * h * w * k * k}
-    for name, fn in cases.items():
-        slow = name.startswith("paddle")
-        res[name] = time_median(fn, baseline_reps if slow else reps, budget_s)
+    # The op's timings are bracketed by two peak measurements (what the CPU gives us right then).
+    peaks = [meter.measure()]
+    for name in ("ours_fwd", "ours_fb"):
+        res[name] = time_median(cases[name], reps, budget_s)
+    peaks.append(meter.measure())
+    if None not in peaks:
+        res["measured_peak"] = statistics.mean(peaks)
+    for name in ("paddle_fwd", "paddle_fb"):
+        res[name] = time_median(cases[name], baseline_reps, budget_s)
     tcases = _torch_cases(xn, wn, k) if with_torch else None
     for name, fn in (tcases or {}).items():
         res[name] = time_median(fn, baseline_reps, budget_s)
     return res
 
 
-def _fmt_row(label: str, r: Dict[str, float], peak: float, mpeak: Optional[float], has_torch: bool) -> str:
+def _fmt_row(label: str, r: Dict[str, float], peak: float, has_torch: bool) -> str:
     f1, f3 = r["flops"], 3 * r["flops"]
     g_fwd, g_fb = f1 / r["ours_fwd"] / 1e9, f3 / r["ours_fb"] / 1e9
     cols = [label,
@@ -205,8 +236,9 @@ def _fmt_row(label: str, r: Dict[str, float], peak: float, mpeak: Optional[float
     if has_torch:
         cols += [f"{r['torch_fwd'] / r['ours_fwd']:.1f}x", f"{r['torch_fb'] / r['ours_fb']:.1f}x"]
     cols += [f"{g_fwd:.1f}", f"{g_fb:.1f}", f"{100 * g_fwd / peak:.0f}%", f"{100 * g_fb / peak:.0f}%"]
+    mpeak = r.get("measured_peak")
     if mpeak:
-        cols += [f"{100 * g_fwd / mpeak:.0f}%", f"{100 * g_fb / mpeak:.0f}%"]
+        cols += [f"{mpeak:.0f}", f"{100 * g_fwd / mpeak:.0f}%", f"{100 * g_fb / mpeak:.0f}%"]
     return "| " + " | ".join(cols) + " |"
 
 
@@ -216,7 +248,7 @@ def _header(first: str, has_torch: bool, mpeak: Optional[float]) -> str:
         cols += ["vs torch fwd", "vs torch f+b"]
     cols += ["fwd GFLOP/s", "f+b GFLOP/s", "fwd % peak", "f+b % peak"]
     if mpeak:
-        cols += ["fwd % meas. peak", "f+b % meas. peak"]
+        cols += ["meas. peak GFLOP/s", "fwd % meas.", "f+b % meas."]
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
@@ -255,11 +287,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         has_torch = False
         torch_note = "torch not installed: torch columns skipped"
     peak, peak_note = (args.peak_gflops, "given") if args.peak_gflops else nominal_peak_gflops()
-    mpeak = measured_peak_gflops()
+    meter = PeakMeter()
+    mpeak = meter.measure()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# dwconv CPU benchmark  paddle {paddle.__version__}, {torch_note}")
-    print(f"# nominal FMA peak {peak:.0f} GFLOP/s ({peak_note}); measured FMA peak now: "
-          f"{mpeak:.0f} GFLOP/s" if mpeak else f"# nominal FMA peak {peak:.0f} GFLOP/s; measured: n/a")
+    print(f"# nominal FMA peak {peak:.0f} GFLOP/s ({peak_note}); FMA peak measured at start: "
+          f"{mpeak:.0f} GFLOP/s, and per row (mean of before/after)" if mpeak
+          else f"# nominal FMA peak {peak:.0f} GFLOP/s; measured peak: n/a (no C++ compiler)")
     print(f"# OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load:.2f}; "
           f"op reps {args.reps}, baseline reps {args.baseline_reps} (median)")
     results = {"peak": peak, "measured_peak": mpeak, "stages": {}, "sweep": {}}
@@ -267,16 +301,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n## RepLKNet-31B stages, batch 8, 224x224\n")
         print(_header("stage (shape, k)", has_torch, mpeak))
         for name, shape, k in STAGES:
-            r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch)
+            r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch, meter)
             results["stages"][name] = r
-            print(_fmt_row(f"{name} {list(shape)} k{k}", r, peak, mpeak, has_torch), flush=True)
+            print(_fmt_row(f"{name} {list(shape)} k{k}", r, peak, has_torch), flush=True)
     if not args.no_sweep:
         print(f"\n## kernel-size sweep at {list(SWEEP_SHAPE)}\n")
         print(_header("k", has_torch, mpeak))
         for k in ks:
-            r = bench_shape(SWEEP_SHAPE, k, args.reps, args.baseline_reps, args.budget, has_torch)
+            r = bench_shape(SWEEP_SHAPE, k, args.reps, args.baseline_reps, args.budget, has_torch, meter)
             results["sweep"][k] = r
-            print(_fmt_row(str(k), r, peak, mpeak, has_torch), flush=True)
+            print(_fmt_row(str(k), r, peak, has_torch), flush=True)
     if args.json:
         from paddle_lk.utils import atomic_path
 

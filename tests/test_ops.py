@@ -50,6 +50,8 @@ CASES = [
     (3, 64, 10, 12, 7, True),
     (1, 5, 33, 31, 31, True),   # map larger than the kernel, odd
     (3, 1, 4, 5, 13, False),
+    (1, 5, 11, 13, 19, True),   # the other register-block shapes of the CPU weight grad
+    (2, 3, 9, 8, 63, False),    # the largest kernel the op takes
 ]
 
 

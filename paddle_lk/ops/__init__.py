@@ -79,7 +79,7 @@ def load_op(verbose: bool = False) -> ModuleType:
     """Return the op module (``lk_dwconv2d``, ``lk_dwconv2d_bias``), JIT-building it on first use.
 
     The build is cached (``$PADDLE_LK_OP_CACHE``, default ``~/.cache/paddle_lk/ops``) and prints a
-    message while it compiles. Raises :class:`OpBuildError` saying why when the op cannot be built; the
+    message while it compiles (``verbose=True`` also shows the compiler output). Raises :class:`OpBuildError` saying why when the op cannot be built; the
     failure is remembered, so later calls fail fast instead of recompiling.
     """
     global _op_module, _op_error

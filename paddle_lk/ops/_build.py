@@ -180,7 +180,10 @@ def _check_toolchain(with_cuda: bool) -> None:
 
 
 def build_and_load(verbose: bool = False) -> ModuleType:
-    """Return the op module, building it first if needed. Raises :class:`OpBuildError` with the reason."""
+    """Return the op module, building it first if needed. Raises :class:`OpBuildError` with the reason.
+
+    ``verbose`` shows the compiler output instead of writing it to the build log.
+    """
     installed = _load_installed()
     if installed is not None:
         return installed
@@ -212,7 +215,8 @@ def build_and_load(verbose: bool = False) -> ModuleType:
         print(f"paddle_lk: compiling the large-kernel depthwise conv op ({kind}) into {build_dir} "
               f"(first use only, about a minute; log: {log_path}) ...", file=sys.stderr, flush=True)
         try:
-            with _capture_fds(log_path):
+            # verbose: compiler output goes to the terminal; else to the log (quoted on failure).
+            with (contextlib.nullcontext() if verbose else _capture_fds(log_path)):
                 module = load(name=OP_NAME, sources=list(cfg["sources"]), extra_cxx_cflags=list(CXX_FLAGS),
                      extra_cuda_cflags=list(CUDA_FLAGS), extra_ldflags=list(LD_FLAGS),
                      build_directory=str(tmp_dir), verbose=True)
