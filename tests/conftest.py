@@ -21,3 +21,13 @@ def _seed():
     paddle.seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_custom_op_once():
+    """Build (or load from cache) the large-kernel op before any test, so its one-time compile never
+    lands inside a test with its own timeout (subprocess trainers, notebooks)."""
+    import paddle_lk.ops
+
+    paddle_lk.ops.is_available()
+    yield

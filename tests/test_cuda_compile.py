@@ -8,9 +8,8 @@ import ctypes
 import importlib.util
 import os
 import pathlib
-import shutil
 import subprocess
-import sysconfig
+import sys
 
 import pytest
 
@@ -37,19 +36,15 @@ def test_gpu_harness_builds_a_loadable_library(tmp_path):
         assert hasattr(handle, f"lk_dwconv2d_{name}_cuda")
 
 
-def test_paddle_binding_compiles_with_cuda_branch():
-    """lk_dwconv_op.cc with PADDLE_WITH_CUDA (as CUDAExtension builds it), syntax-checked on the CPU wheel."""
-    import paddle
-
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    cuda_inc = pathlib.Path(NVCC).resolve().parents[1] / "include"
-    inc = pathlib.Path(paddle.__file__).parent / "include"
-    flags = ["-fsyntax-only", "-std=c++17", "-DPADDLE_WITH_CUDA", "-w",
-             f"-I{inc}", f"-I{inc / 'third_party'}", f"-I{inc / 'paddle/phi/api/include/compat'}",
-             f"-I{inc / 'paddle/phi/api/include/compat/torch/csrc/api/include'}",
-             f"-I{cuda_inc}", f"-I{cuda_inc / 'cccl'}", f"-I{sysconfig.get_paths()['include']}"]
-    src = ROOT / "paddle_lk" / "ops" / "csrc" / "lk_dwconv_op.cc"
-    proc = subprocess.run([cxx, *flags, str(src)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def test_paddle_cuda_extension_compiles_and_links(tmp_path):
+    """custom_ops/setup.py's CUDAExtension build (binding + CPU + CUDA kernels, linked against cudart and
+    libpaddle), forced on this CPU Paddle wheel: nothing runs it here, but it must build."""
+    env = dict(os.environ, PADDLE_LK_OP_FORCE_CUDA="1", PADDLE_LK_CUDA_ARCHS="80;90")
+    cmd = [sys.executable, "setup.py", "build_ext", "--build-temp", str(tmp_path / "tmp"),
+           "--build-lib", str(tmp_path / "lib")]
+    proc = subprocess.run(cmd, cwd=ROOT / "custom_ops", env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    libs = list((tmp_path / "lib").glob("*.so"))
+    assert libs, proc.stdout[-2000:]
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(libs[0])], capture_output=True, text=True).stdout
+    assert "lk_dwconv2d_forward_cuda" in symbols

@@ -51,11 +51,6 @@ def _model_file(directory: str, prefix: str = MODEL_PREFIX) -> str:
     raise FileNotFoundError(f"{directory}: no {prefix}.json / {prefix}.pdmodel (not an exported model dir)")
 
 
-def _uses_custom_op(model_file: str) -> bool:
-    with open(model_file, "rb") as f:
-        return b"lk_dwconv2d" in f.read()
-
-
 def run_paddle_inference(directory: str, x: np.ndarray, prefix: str = MODEL_PREFIX) -> np.ndarray:
     """Run an exported model with ``paddle.inference`` on CPU."""
     import paddle.inference as pi
@@ -64,15 +59,10 @@ def run_paddle_inference(directory: str, x: np.ndarray, prefix: str = MODEL_PREF
     config = pi.Config(model_file, os.path.join(directory, prefix + ".pdiparams"))
     config.disable_gpu()
     config.disable_glog_info()
-    if _uses_custom_op(model_file):
-        # oneDNN hands the custom op tensors in its blocked layouts: measured wrong outputs (max error ~5 on
-        # the quickstart model) with oneDNN on, exact ones with it off.
-        config.disable_mkldnn()
-    # paddle_lk's predictor factory registers the custom op first when the program uses it.
-    import paddle_lk.ops as ops
+    # Registers the custom op first (and turns oneDNN off) when the program uses it.
+    from ..ops import create_predictor
 
-    factory = getattr(ops, "create_predictor", pi.create_predictor)
-    predictor = factory(config)
+    predictor = create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(x.shape))
     handle.copy_from_cpu(np.ascontiguousarray(x, dtype="float32"))

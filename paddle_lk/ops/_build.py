@@ -35,6 +35,18 @@ HEADERS = ("lk_dwconv_cpu.h", "lk_dwconv_cuda.h")
 CXX_FLAGS = ["-O3", "-fopenmp"]
 LD_FLAGS = ["-fopenmp"]
 CUDA_FLAGS = ["-O3"]
+# Architectures compiled into CUDA builds (``PADDLE_LK_CUDA_ARCHS="80;90"`` to narrow); the newest also
+# ships as PTX so later GPUs can JIT it.
+DEFAULT_CUDA_ARCHS = "70;75;80;86;89;90"
+
+
+def cuda_arch_flags() -> List[str]:
+    """nvcc ``-gencode`` flags for ``$PADDLE_LK_CUDA_ARCHS`` (default :data:`DEFAULT_CUDA_ARCHS`)."""
+    archs = [a.strip() for a in os.environ.get("PADDLE_LK_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).split(";") if a.strip()]
+    if not archs or not all(a.isdigit() for a in archs):
+        raise OpBuildError(f"PADDLE_LK_CUDA_ARCHS={os.environ.get('PADDLE_LK_CUDA_ARCHS')!r}: expected e.g. '80;90'")
+    flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    return flags + [f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
 
 
 class OpBuildError(RuntimeError):
@@ -57,13 +69,17 @@ def source_files(with_cuda: bool) -> List[str]:
     return [str(CSRC_DIR / n) for n in names]
 
 
-def build_config() -> Dict[str, object]:
-    """Everything that determines the binary: used for the cache key and by ``custom_ops/setup.py``."""
+def build_config(force_cuda: bool = False) -> Dict[str, object]:
+    """Everything that determines the binary: used for the cache key and by ``custom_ops/setup.py``.
+
+    ``force_cuda`` builds the CUDA kernels even against a CPU Paddle (CI's compile-and-link check).
+    """
     import paddle
 
-    with_cuda = _with_cuda()
+    with_cuda = force_cuda or _with_cuda()
+    cuda_flags = list(CUDA_FLAGS) + (cuda_arch_flags() if with_cuda else [])
     return {"sources": source_files(with_cuda), "with_cuda": with_cuda, "cxx_flags": list(CXX_FLAGS),
-            "ld_flags": list(LD_FLAGS), "cuda_flags": list(CUDA_FLAGS), "paddle": paddle.__version__,
+            "ld_flags": list(LD_FLAGS), "cuda_flags": cuda_flags, "paddle": paddle.__version__,
             "python": sys.version.split()[0]}
 
 
@@ -217,8 +233,8 @@ def build_and_load(verbose: bool = False) -> ModuleType:
         try:
             # verbose: compiler output goes to the terminal; else to the log (quoted on failure).
             with (contextlib.nullcontext() if verbose else _capture_fds(log_path)):
-                module = load(name=OP_NAME, sources=list(cfg["sources"]), extra_cxx_cflags=list(CXX_FLAGS),
-                     extra_cuda_cflags=list(CUDA_FLAGS), extra_ldflags=list(LD_FLAGS),
+                module = load(name=OP_NAME, sources=list(cfg["sources"]), extra_cxx_cflags=list(cfg["cxx_flags"]),
+                              extra_cuda_cflags=list(cfg["cuda_flags"]), extra_ldflags=list(cfg["ld_flags"]),
                      build_directory=str(tmp_dir), verbose=True)
             if not (tmp_dir / OP_NAME / f"{OP_NAME}.so").is_file():
                 raise OpBuildError("the compiler produced no shared library")
