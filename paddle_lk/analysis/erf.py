@@ -31,6 +31,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..utils import state_dict_mismatches
 from ..utils.io import atomic_path
 
 __all__ = ["ERF_THRESHOLDS", "ERFResult", "SKIMAGE_PHOTOS", "sample_images", "load_images", "preprocess",
@@ -185,13 +186,11 @@ def _load_resnet_weights(model: nn.Layer, path: str) -> None:
     state = paddle.load(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    bad = [k for k in own if k in state and list(state[k].shape) != list(own[k].shape)]
+    missing, bad = state_dict_mismatches(model, state)
     if missing or bad:
         raise ValueError(f"{path}: not a weights file for this ResNet (missing {missing[:5]}, "
                          f"shape mismatch {bad[:5]})")
-    model.set_state_dict({k: state[k] for k in own})
+    model.set_state_dict({k: state[k] for k in model.state_dict()})
 
 
 def _resnet_depth(name: str) -> Optional[int]:

@@ -8,6 +8,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..utils import state_dict_mismatches
 from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 
 __all__ = ["build_model", "SoftTargetCrossEntropy", "build_loss", "load_model_weights", "model_kwargs"]
@@ -106,11 +107,8 @@ def load_model_weights(model: nn.Layer, weights: str, prefer_ema: bool = False) 
         return path
     state = load_checkpoint_file(path)
     state = state["ema"] if prefer_ema and isinstance(state.get("ema"), dict) else state["model"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
-           for k in own if k in state and list(state[k].shape) != list(own[k].shape)]
+    missing, bad = state_dict_mismatches(model, state)
+    unexpected = [k for k in state if k not in model.state_dict()]
     if missing or bad:
         raise ConfigError(f"{path}: does not fit the model built from Arch: missing keys {missing[:5]}, "
                           f"shape mismatches {bad[:5]}, unexpected keys {unexpected[:5]}")

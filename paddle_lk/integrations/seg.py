@@ -28,6 +28,7 @@ import paddle
 import paddle.nn as nn
 import yaml
 
+from ..utils import state_dict_mismatches
 from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, apply_overrides, check_file, cli_parser,
                       jit_save_portable, run_cli)
 
@@ -133,9 +134,7 @@ def _builder(cfg):
 
 def _load_model_weights(model: nn.Layer, path: str) -> None:
     state = paddle.load(check_file(path, "--weights"))
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    bad = [k for k in own if k in state and list(state[k].shape) != list(own[k].shape)]
+    missing, bad = state_dict_mismatches(model, state)
     if missing or bad:
         raise UsageError(f"{path}: does not match the config's model (missing {missing[:5]}, "
                          f"shape mismatches {bad[:5]})")

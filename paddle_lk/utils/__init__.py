@@ -23,3 +23,15 @@ def count_flops(model, input_size=(1, 3, 224, 224)) -> int:
 
 
 __all__.append("count_flops")
+
+
+def state_dict_mismatches(model, state) -> tuple:
+    """(missing keys, shape mismatches as "key: file [..] vs model [..]") of ``state`` against ``model``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    bad = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
+           for k in own if k in state and list(state[k].shape) != list(own[k].shape)]
+    return missing, bad
+
+
+__all__.append("state_dict_mismatches")
