@@ -22,7 +22,7 @@ from paddle_lk.utils import atomic_path
 
 from .builder import build_model, load_model_weights
 
-__all__ = ["export_model", "ExportVerificationError", "run_paddle_inference", "run_onnxruntime", "load_custom_op",
+__all__ = ["export_model", "ExportVerificationError", "run_paddle_inference", "run_onnxruntime",
            "MODEL_PREFIX"]
 
 MODEL_PREFIX = "inference"
@@ -30,17 +30,6 @@ MODEL_PREFIX = "inference"
 
 class ExportVerificationError(RuntimeError):
     """The exported model's output differs from the dygraph model's."""
-
-
-def load_custom_op() -> None:
-    """Load the large-kernel custom op (must happen before a model containing it is loaded)."""
-    import paddle_lk.ops as ops
-
-    loader = getattr(ops, "load_op", None)
-    if loader is None:
-        raise RuntimeError("--with-custom-op: this paddle_lk has no custom op support (paddle_lk.ops.load_op "
-                           "is missing); export without it to get the portable native-conv model")
-    loader()
 
 
 def _model_file(directory: str, prefix: str = MODEL_PREFIX) -> str:
@@ -100,7 +89,7 @@ def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with
     if with_custom_op and onnx:
         raise ValueError("--onnx with --with-custom-op: ONNX has no large-kernel custom op; export ONNX without it")
     if with_custom_op:
-        load_custom_op()
+        ops.load_op()  # raises OpBuildError with the reason when the op cannot be built here
     paddle.set_device("cpu")
     model = build_model(cfg, load_pretrained=not weights)
     used = load_model_weights(model, weights, prefer_ema=use_ema) if weights else "Arch.pretrained / random init"

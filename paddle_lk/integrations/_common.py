@@ -125,17 +125,9 @@ def check_file(path: Optional[str], what: str) -> str:
 
 def jit_save_portable(layer: nn.Layer, input_spec: list, prefix: str) -> None:
     """``paddle.jit.to_static`` + ``paddle.jit.save`` with the native depthwise op (the exported
-    graph needs no custom op to load).
-
-    The op dispatcher is pure Python dispatch on Python values (mode, shapes); it is marked
-    ``not_to_static`` so dy2static traces through it instead of rewriting its source (the
-    rewrite cannot handle the module-level ``global`` it uses).
-    """
+    graph needs no custom op to load)."""
     from .. import ops
 
-    dispatch = getattr(ops, "depthwise_conv2d", None)
-    if dispatch is not None:
-        paddle.jit.not_to_static(dispatch)
     with ops.op_path("native"):
         static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
         paddle.jit.save(static, prefix)
