@@ -52,6 +52,9 @@ CASES = [
     (3, 1, 4, 5, 13, False),
     (1, 5, 11, 13, 19, True),   # the other register-block shapes of the CPU weight grad
     (2, 3, 9, 8, 63, False),    # the largest kernel the op takes
+    (9, 7, 7, 7, 13, True),     # small-map (matrix) path: image blocks of 3 with a tail, 2 row blocks
+    (5, 3, 8, 8, 13, False),    # small-map path at its 64-pixel limit
+    (4, 2, 5, 3, 9, True),      # small-map path, non-square map
 ]
 
 

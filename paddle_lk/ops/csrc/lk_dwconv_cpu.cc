@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -22,7 +24,9 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define LK_AVX2 __attribute__((target("avx2,fma")))
 #define LK_UNROLL _Pragma("GCC unroll 16")
+#define LK_INLINE inline __attribute__((always_inline))
 #else
+#define LK_INLINE inline
 #define LK_UNROLL
 #define LK_AVX2
 #endif
@@ -30,15 +34,9 @@
 namespace lk {
 namespace {
 
-#ifndef LK_ROWS
-#define LK_ROWS 4
-#endif
-#ifndef LK_COLV
-#define LK_COLV 3
-#endif
-// Forward register block: kRows output rows x kColV vectors of 8 columns (kRows * kColV accumulators).
-constexpr int kRows = LK_ROWS;
-constexpr int kColV = LK_COLV;
+// Forward register block: kRows output rows x up to 3 vectors of 8 columns (12 accumulators, 3 input
+// vectors and 1 broadcast fill the 16 ymm registers).
+constexpr int kRows = 4;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -95,13 +93,40 @@ inline void ext_weights(const float* w, int64_t K, bool flip, float* we) {
   }
 }
 
+// One input row of a forward block: output rows b in [BLO, BHI) (kernel row t-b) x R vectors, kernel
+// columns [jlo, jhi). The caller passes only rows whose kernel row can be non-zero, so the first and
+// last kRows-1 input rows of a block (where fewer than kRows output rows have a kernel row) skip the
+// FMAs that would multiply zero weights.
+template <int R, int S, int BLO, int BHI>
+LK_AVX2 LK_INLINE void fwd_row(const float* xrow, const float* wt, int64_t ld, int64_t jlo,
+                               int64_t jhi, __m256 (&acc)[S][kRows][R]) {
+  for (int64_t j = jlo; j < jhi; j += S) {
+    LK_UNROLL
+    for (int s = 0; s < S; ++s) {
+      __m256 v[R];
+      LK_UNROLL
+      for (int r = 0; r < R; ++r) v[r] = _mm256_loadu_ps(xrow + j + s + 8 * r);
+      LK_UNROLL
+      for (int b = BLO; b < BHI; ++b) {
+        const __m256 wb = _mm256_broadcast_ss(wt - b * ld + j + s);
+        LK_UNROLL
+        for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_fmadd_ps(wb, v[r], acc[s][b][r]);
+      }
+    }
+  }
+}
+
+// Output rows [Y, Y+kRows) x columns [X0, X0+8R). Input rows and kernel columns that only meet the
+// zero border are skipped (small maps under a large kernel are mostly border: a 13x13 kernel on a
+// 7x7 map touches the map with 49 of its 169 taps).
 template <int R>
-LK_AVX2 void fwd_block_avx2(const float* xp, int64_t Wp, const float* we, int64_t K, float* out,
-                            int64_t Wr, int64_t Y, int64_t X0) {
+LK_AVX2 void fwd_block_avx2(const FwdGeom& g, const float* xp, const float* we, float bias,
+                            float* out, int64_t Y, int64_t X0) {
+  static_assert(kRows == 4, "the head/tail row patterns below assume 4 output rows per block");
   // A narrow block (R == 1) has only kRows independent accumulators, too few to hide the FMA
   // latency: a second set takes the odd kernel columns (the zero column makes the count even).
   constexpr int S = R == 1 ? 2 : 1;
-  const int64_t ld = K + 1;
+  const int64_t K = g.K, p = g.p, ld = K + 1, Wp = g.Wp;
   const int64_t cols = S == 2 ? K + 1 : K;
   __m256 acc[S][kRows][R];
   LK_UNROLL
@@ -109,70 +134,103 @@ LK_AVX2 void fwd_block_avx2(const float* xp, int64_t Wp, const float* we, int64_
     LK_UNROLL
     for (int b = 0; b < kRows; ++b)
       LK_UNROLL
-      for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_setzero_ps();
+      for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_set1_ps(s == 0 ? bias : 0.f);
+  // Input rows Y+t (padded coordinates) holding map rows, and kernel columns whose loads can touch
+  // map columns [p, p+W).
   const int64_t T = K + kRows - 1;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* xrow = xp + (Y + t) * Wp + X0;
-    // Output row Y+b reads input row Y+t with kernel row t-b; `we` is offset by kRows-1 rows.
-    const float* w0 = we + (t + kRows - 1) * ld;
-    for (int64_t j = 0; j < cols; j += S) {
-      LK_UNROLL
-      for (int s = 0; s < S; ++s) {
-        __m256 v[R];
-        LK_UNROLL
-        for (int r = 0; r < R; ++r) v[r] = _mm256_loadu_ps(xrow + j + s + 8 * r);
-        LK_UNROLL
-        for (int b = 0; b < kRows; ++b) {
-          const __m256 wb = _mm256_broadcast_ss(w0 - b * ld + j + s);
-          LK_UNROLL
-          for (int r = 0; r < R; ++r) acc[s][b][r] = _mm256_fmadd_ps(wb, v[r], acc[s][b][r]);
-        }
-      }
+  const int64_t thi = std::min(T, p + g.H - Y);
+  int64_t t = std::max<int64_t>(0, p - Y);
+  int64_t jlo = std::max<int64_t>(0, p - X0 - 8 * R + 1);
+  const int64_t jhi = std::min(cols, p + g.W - X0);
+  if (S == 2) jlo &= ~int64_t{1};
+  const float* xrow0 = xp + Y * Wp + X0;
+  // `we` carries kRows-1 zero rows above the kernel, so output row b reads kernel row t-b at
+  // wt - b*ld; patterns that are a superset of the valid rows stay correct for any K.
+  const float* wt0 = we + (kRows - 1) * ld;
+  for (; t < std::min<int64_t>(thi, kRows - 1); ++t) {
+    const float* xr = xrow0 + t * Wp;
+    const float* wt = wt0 + t * ld;
+    switch (t) {
+      case 0: fwd_row<R, S, 0, 1>(xr, wt, ld, jlo, jhi, acc); break;
+      case 1: fwd_row<R, S, 0, 2>(xr, wt, ld, jlo, jhi, acc); break;
+      default: fwd_row<R, S, 0, 3>(xr, wt, ld, jlo, jhi, acc); break;
     }
   }
+  for (; t < std::min(thi, K); ++t) {
+    fwd_row<R, S, 0, kRows>(xrow0 + t * Wp, wt0 + t * ld, ld, jlo, jhi, acc);
+  }
+  for (; t < thi; ++t) {
+    const float* xr = xrow0 + t * Wp;
+    const float* wt = wt0 + t * ld;
+    switch (t - K) {
+      case 0: fwd_row<R, S, 1, 4>(xr, wt, ld, jlo, jhi, acc); break;
+      case 1: fwd_row<R, S, 2, 4>(xr, wt, ld, jlo, jhi, acc); break;
+      default: fwd_row<R, S, 3, 4>(xr, wt, ld, jlo, jhi, acc); break;
+    }
+  }
+  // Store straight into the [H, W] output: rows past H are dropped, a vector crossing W is masked.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   LK_UNROLL
-  for (int b = 0; b < kRows; ++b)
+  for (int b = 0; b < kRows; ++b) {
+    if (Y + b >= g.H) break;
+    float* orow = out + (Y + b) * g.W + X0;
     LK_UNROLL
     for (int r = 0; r < R; ++r) {
       __m256 a = acc[0][b][r];
       if (S == 2) a = _mm256_add_ps(a, acc[S - 1][b][r]);
-      _mm256_storeu_ps(out + (Y + b) * Wr + X0 + 8 * r, a);
-    }
-}
-
-LK_AVX2 void fwd_plane_avx2(const FwdGeom& g, const float* xp, const float* we, float* out) {
-  for (int64_t Y = 0; Y < g.Hr; Y += kRows) {
-    int64_t X0 = 0;
-    for (; X0 + 8 * kColV <= g.Wr; X0 += 8 * kColV) {
-      fwd_block_avx2<kColV>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0);
-    }
-    // Column tail: one narrower block (the width is a multiple of 8).
-    switch ((g.Wr - X0) / 8) {
-      case 1: fwd_block_avx2<1>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
-      case 2: fwd_block_avx2<2>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
-      case 3: fwd_block_avx2<3>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
-      case 4: fwd_block_avx2<4>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
-      case 5: fwd_block_avx2<5>(xp, g.Wp, we, g.K, out, g.Wr, Y, X0); break;
-      default: break;
+      const int64_t left = g.W - X0 - 8 * r;
+      if (left >= 8) {
+        _mm256_storeu_ps(orow + 8 * r, a);
+      } else if (left > 0) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
+        _mm256_maskstore_ps(orow + 8 * r, mask, a);
+      }
     }
   }
 }
 
-void fwd_plane_scalar(const FwdGeom& g, const float* xp, const float* we, float* out) {
+LK_AVX2 void fwd_plane_avx2(const FwdGeom& g, const float* xp, const float* we, float bias,
+                            float* out) {
+  // Column blocks of 3 vectors, with the remainder as blocks of 2 (4 = 2+2): a 1-vector block is
+  // load-bound (10 loads per 8 FMAs), so it is used only when the whole row is one vector.
+  const int64_t nvec = g.Wr / 8;
+  int64_t n3 = nvec / 3, n2 = 0;
+  if (nvec == 1) {
+    n3 = 0;
+  } else if (nvec % 3 == 2) {
+    n2 = 1;
+  } else if (nvec % 3 == 1) {
+    n3 -= 1;
+    n2 = 2;
+  }
+  for (int64_t Y = 0; Y < g.Hr; Y += kRows) {
+    int64_t X0 = 0;
+    for (int64_t i = 0; i < n3; ++i, X0 += 24) fwd_block_avx2<3>(g, xp, we, bias, out, Y, X0);
+    for (int64_t i = 0; i < n2; ++i, X0 += 16) fwd_block_avx2<2>(g, xp, we, bias, out, Y, X0);
+    if (nvec == 1) fwd_block_avx2<1>(g, xp, we, bias, out, Y, X0);
+  }
+}
+
+void fwd_plane_scalar(const FwdGeom& g, const float* xp, const float* we, float bias, float* out) {
   const int64_t ld = g.K + 1;
   const float* wk = we + (kRows - 1) * ld;
   for (int64_t h = 0; h < g.H; ++h) {
     for (int64_t w = 0; w < g.W; ++w) {
-      float s = 0.f;
+      float s = bias;
       for (int64_t i = 0; i < g.K; ++i) {
         const float* xr = xp + (h + i) * g.Wp + w;
         const float* wr = wk + i * ld;
         for (int64_t j = 0; j < g.K; ++j) s += wr[j] * xr[j];
       }
-      out[h * g.Wr + w] = s;
+      out[h * g.W + w] = s;
     }
   }
 }
+
+// Work items in channel-major order (all N planes of a channel in a row), so a thread prepares the
+// weights of a channel once, not once per plane; chunks of N keep a channel on one thread when there
+// are enough channels to share out.
+inline int64_t channel_chunk(int64_t N, int64_t C, int nt) { return C >= 2 * nt ? N : 1; }
 
 // Shared driver of forward (flip=false, optional bias) and input grad (flip=true, no bias).
 void conv_same_planes(const float* in, const float* w, const float* b, float* out, int64_t N,
@@ -181,26 +239,25 @@ void conv_same_planes(const float* in, const float* w, const float* b, float* ou
   const FwdGeom g(H, W, K);
   const int64_t planes = N * C;
   const int nt = pick_threads(planes, 2.0 * planes * H * W * K * K);
+  const int64_t chunk = channel_chunk(N, C, nt);
 #pragma omp parallel num_threads(nt)
   {
     std::vector<float> xp(static_cast<size_t>(g.Hp * g.Wp), 0.f);
     std::vector<float> we(static_cast<size_t>((K + 2 * (kRows - 1)) * (K + 1)), 0.f);
-    std::vector<float> ob(static_cast<size_t>(g.Hr * g.Wr), 0.f);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t pl = 0; pl < planes; ++pl) {
-      const int64_t c = pl % C;
-      pad_plane(in + pl * H * W, H, W, xp.data(), g.Wp, g.p, g.p);
-      ext_weights(w + c * K * K, K, flip, we.data());
-      if (avx2) {
-        fwd_plane_avx2(g, xp.data(), we.data(), ob.data());
-      } else {
-        fwd_plane_scalar(g, xp.data(), we.data(), ob.data());
+    int64_t prepared = -1;  // channel whose weights are in `we`
+#pragma omp for schedule(dynamic, chunk)
+    for (int64_t item = 0; item < planes; ++item) {
+      const int64_t c = item / N, pl = (item % N) * C + c;
+      if (c != prepared) {
+        ext_weights(w + c * K * K, K, flip, we.data());
+        prepared = c;
       }
+      pad_plane(in + pl * H * W, H, W, xp.data(), g.Wp, g.p, g.p);
       const float bias = b ? b[c] : 0.f;
-      float* dst = out + pl * H * W;
-      for (int64_t h = 0; h < H; ++h) {
-        const float* src = ob.data() + h * g.Wr;
-        for (int64_t x = 0; x < W; ++x) dst[h * W + x] = src[x] + bias;
+      if (avx2) {
+        fwd_plane_avx2(g, xp.data(), we.data(), bias, out + pl * H * W);
+      } else {
+        fwd_plane_scalar(g, xp.data(), we.data(), bias, out + pl * H * W);
       }
     }
   }
@@ -227,34 +284,68 @@ struct WgtGeom {
   }
 };
 
+// One input row q of a weight-grad block: kernel rows i0+a for a in [ALO, AHI) (dy row q-a) x J
+// vectors of kernel columns. As in the forward, the first and last BI-1 rows of a block pass only
+// the kernel rows that can meet a non-zero dy row.
+template <int J, int BI, int ALO, int AHI>
+LK_AVX2 LK_INLINE void wgt_row(const float* xrow, const float* dq, int64_t W,
+                               __m256 (&acc)[BI][J]) {
+  for (int64_t x = 0; x < W; ++x) {
+    __m256 d[BI];
+    LK_UNROLL
+    for (int a = ALO; a < AHI; ++a) d[a] = _mm256_broadcast_ss(dq - a * W + x);
+    LK_UNROLL
+    for (int v = 0; v < J; ++v) {
+      const __m256 xv = _mm256_loadu_ps(xrow + x + 8 * v);
+      LK_UNROLL
+      for (int a = ALO; a < AHI; ++a) acc[a][v] = _mm256_fmadd_ps(d[a], xv, acc[a][v]);
+    }
+  }
+}
+
+// Head rows q < BI-1 pass kernel rows [0, q+1); tail rows q = H+u pass [u+1, BI).
+template <int J, int BI, size_t... U>
+LK_AVX2 LK_INLINE void wgt_head_row(int64_t q, const float* xrow, const float* dq, int64_t W,
+                                    __m256 (&acc)[BI][J], std::index_sequence<U...>) {
+  (void)xrow, (void)dq, (void)W, (void)acc;  // unused when BI == 1 (empty pack)
+  ((q == static_cast<int64_t>(U) ? wgt_row<J, BI, 0, static_cast<int>(U) + 1>(xrow, dq, W, acc)
+                                 : void()),
+   ...);
+}
+template <int J, int BI, size_t... U>
+LK_AVX2 LK_INLINE void wgt_tail_row(int64_t u, const float* xrow, const float* dq, int64_t W,
+                                    __m256 (&acc)[BI][J], std::index_sequence<U...>) {
+  (void)xrow, (void)dq, (void)W, (void)acc;  // unused when BI == 1 (empty pack)
+  ((u == static_cast<int64_t>(U) ? wgt_row<J, BI, static_cast<int>(U) + 1, BI>(xrow, dq, W, acc)
+                                 : void()),
+   ...);
+}
+
 template <int J>
 LK_AVX2 void wgt_plane_avx2(const WgtGeom& g, const float* xq, const float* dyp, float* acc_out) {
   constexpr int BI = bi_for(J);
-  const int64_t W = g.W, Wq = g.Wq;
+  const int64_t H = g.H, W = g.W, Wq = g.Wq, p = g.p;
+  const int64_t Q = H + BI - 1;
   for (int64_t i0 = 0; i0 < g.Kr; i0 += BI) {
     __m256 acc[BI][J];
     LK_UNROLL
     for (int a = 0; a < BI; ++a)
       LK_UNROLL
       for (int v = 0; v < J; ++v) acc[a][v] = _mm256_setzero_ps();
-    const int64_t Q = g.H + BI - 1;
-    for (int64_t q = 0; q < Q; ++q) {
-      const float* xrow = xq + (i0 + q) * Wq;
-      // kernel row i0+a pairs input row i0+q with dy row q-a (dyp row q-a+BI-1).
-      const float* drow[BI];
-      LK_UNROLL
-      for (int a = 0; a < BI; ++a) drow[a] = dyp + (q - a + BI - 1) * W;
-      for (int64_t x = 0; x < W; ++x) {
-        __m256 d[BI];
-        LK_UNROLL
-        for (int a = 0; a < BI; ++a) d[a] = _mm256_broadcast_ss(drow[a] + x);
-        LK_UNROLL
-        for (int v = 0; v < J; ++v) {
-          const __m256 xv = _mm256_loadu_ps(xrow + x + 8 * v);
-          LK_UNROLL
-          for (int a = 0; a < BI; ++a) acc[a][v] = _mm256_fmadd_ps(d[a], xv, acc[a][v]);
-        }
-      }
+    // Kernel row i0+a pairs input row i0+q (padded; map rows are [p, p+H)) with dy row q-a (dyp
+    // row q-a+BI-1; dyp has BI-1 zero rows above and below). Rows of the zero border are skipped.
+    const int64_t qhi = std::min(Q, p + H - i0);
+    int64_t q = std::max<int64_t>(0, p - i0);
+    for (; q < std::min<int64_t>(qhi, BI - 1); ++q) {
+      wgt_head_row<J, BI>(q, xq + (i0 + q) * Wq, dyp + (q + BI - 1) * W, W, acc,
+                          std::make_index_sequence<BI - 1>{});
+    }
+    for (; q < std::min(qhi, H); ++q) {
+      wgt_row<J, BI, 0, BI>(xq + (i0 + q) * Wq, dyp + (q + BI - 1) * W, W, acc);
+    }
+    for (; q < qhi; ++q) {
+      wgt_tail_row<J, BI>(q - H, xq + (i0 + q) * Wq, dyp + (q + BI - 1) * W, W, acc,
+                          std::make_index_sequence<BI - 1>{});
     }
     LK_UNROLL
     for (int a = 0; a < BI; ++a) {
@@ -299,6 +390,298 @@ WgtFn pick_wgt_fn(int64_t J, bool avx2) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Small maps (the kernel covers most of the map, e.g. a 13x13 kernel on RepLKNet's 7x7 stage-4
+// maps): the conv of one channel is a dense [HW x HW] matrix M applied to all N images at once,
+// y[n] = M x[n], and the weight grad is the diagonal sums of G = sum_n dy[n] x[n]^T. Direct
+// convolution wastes most of its work there (rows of 1 vector are load-bound, most taps meet the
+// border, and per-plane overhead dominates); the matrix form is FMA-bound with aligned loads, and
+// M is built once per channel and shared by the N images.
+// ---------------------------------------------------------------------------------------------
+struct SmallGeom {
+  int64_t H, W, K, p, HW, HWr, ov;
+  int64_t kph, kpw;  // kernel buffer padded by H-1 rows / W-1 columns on each side (+8 slack)
+  SmallGeom(int64_t h, int64_t w, int64_t k) : H(h), W(w), K(k), p(k / 2) {
+    HW = H * W;
+    HWr = round_up(HW, 8);
+    ov = HWr / 8;
+    kph = K + 2 * (H - 1);
+    kpw = K + 2 * (W - 1) + 8;
+  }
+};
+
+// Taps of a "same" conv that meet the map: sum over outputs of the in-map kernel taps.
+double valid_taps(int64_t H, int64_t W, int64_t K) {
+  const int64_t p = K / 2;
+  auto line = [p](int64_t n) {
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; ++i) s += std::min(i + p, n - 1) - std::max<int64_t>(i - p, 0) + 1;
+    return static_cast<double>(s);
+  };
+  return line(H) * line(W);
+}
+
+// Small-map path when the map has at most 64 pixels and the dense matrix does at most 25% more
+// multiply-adds than the taps that meet the map (measured: direct conv is faster otherwise).
+bool use_small_map(int64_t H, int64_t W, int64_t K) {
+  const int64_t HW = H * W;
+  return HW <= 64 && static_cast<double>(round_up(HW, 8) * HW) <= 1.25 * valid_taps(H, W, K);
+}
+
+// Aligned scratch: 32-byte alignment so the matrix rows load without cache-line splits.
+class AlignedBuf {
+ public:
+  AlignedBuf() = default;
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+  ~AlignedBuf() { std::free(ptr_); }
+  float* data(size_t n) {
+    if (n > size_) {
+      std::free(ptr_);
+      size_ = (n + 7) / 8 * 8;
+      ptr_ = static_cast<float*>(std::aligned_alloc(32, sizeof(float) * size_));
+      if (!ptr_) throw std::bad_alloc();
+    }
+    return ptr_;
+  }
+
+ private:
+  float* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Copies n floats in whole vectors: may read and write up to 7 floats past n (callers leave slack,
+// and write slices in increasing order so an overrun is overwritten by the next slice). A memcpy
+// call per 7-float slice costs more than the matrix product it feeds.
+LK_AVX2 LK_INLINE void copy_overrun(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+}
+
+// mt[q][o] = weight linking input pixel q to output pixel o, rows of HWr floats. For the forward
+// that is k[qh-oh+p][qw-ow+p] = rot180(k)[oh-qh+p][ow-qw+p]: for each (q, oh) a contiguous slice of
+// a row of the rotated kernel, copied from a zero-padded copy so out-of-kernel taps read zeros.
+// The input grad is the same with the kernel itself in place of its rotation (flip=true).
+LK_AVX2 void build_small_matrix(const SmallGeom& g, const float* w, bool flip, float* kp, float* mt) {
+  const int64_t K = g.K, H = g.H, W = g.W;
+  std::fill(kp, kp + g.kph * g.kpw, 0.f);
+  for (int64_t i = 0; i < K; ++i) {
+    for (int64_t j = 0; j < K; ++j) {
+      kp[(i + H - 1) * g.kpw + (j + W - 1)] = flip ? w[i * K + j] : w[(K - 1 - i) * K + (K - 1 - j)];
+    }
+  }
+  for (int64_t qh = 0; qh < H; ++qh) {
+    for (int64_t qw = 0; qw < W; ++qw) {
+      float* row = mt + (qh * W + qw) * g.HWr;
+      for (int64_t oh = 0; oh < H; ++oh) {
+        const float* src = kp + (oh - qh + g.p + H - 1) * g.kpw + (g.p - qw + W - 1);
+        copy_overrun(src, row + oh * W, W);
+      }
+      std::fill(row + g.HW, row + g.HWr, 0.f);
+    }
+  }
+}
+
+// Masked store of lanes [0, left) (all 8 when left >= 8).
+LK_AVX2 LK_INLINE void store_lanes(float* dst, __m256 v, int64_t left) {
+  if (left >= 8) {
+    _mm256_storeu_ps(dst, v);
+  } else if (left > 0) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane), v);
+  }
+}
+
+// y[n0+b][o0 .. o0+8*OB) for NB images: OB aligned matrix loads and NB broadcasts per input pixel.
+template <int OB, int NB>
+LK_AVX2 void small_fwd_block(const SmallGeom& g, const float* mt, const float* xt, int64_t N,
+                             int64_t o0, int64_t n0, float bias, float* out, int64_t img_stride) {
+  __m256 acc[NB][OB];
+  LK_UNROLL
+  for (int b = 0; b < NB; ++b)
+    LK_UNROLL
+    for (int r = 0; r < OB; ++r) acc[b][r] = _mm256_set1_ps(bias);
+  for (int64_t q = 0; q < g.HW; ++q) {
+    const float* m = mt + q * g.HWr + o0;
+    const float* xq = xt + q * N + n0;
+    __m256 xb[NB];
+    LK_UNROLL
+    for (int b = 0; b < NB; ++b) xb[b] = _mm256_broadcast_ss(xq + b);
+    LK_UNROLL
+    for (int r = 0; r < OB; ++r) {
+      const __m256 mv = _mm256_load_ps(m + 8 * r);
+      LK_UNROLL
+      for (int b = 0; b < NB; ++b) acc[b][r] = _mm256_fmadd_ps(xb[b], mv, acc[b][r]);
+    }
+  }
+  LK_UNROLL
+  for (int b = 0; b < NB; ++b)
+    LK_UNROLL
+    for (int r = 0; r < OB; ++r) {
+      const int64_t o = o0 + 8 * r;
+      store_lanes(out + (n0 + b) * img_stride + o, acc[b][r], g.HW - o);
+    }
+}
+
+// Images per block for a block of OB output vectors: OB*NB <= 12 accumulators, NB + OB*NB + 1 <= 16
+// registers.
+constexpr int small_nb(int OB) { return OB <= 2 ? 4 : 3; }
+
+using SmallFwdFn = void (*)(const SmallGeom&, const float*, const float*, int64_t, int64_t, int64_t,
+                            float, float*, int64_t);
+template <int OB, size_t... B>
+SmallFwdFn small_fwd_pick_nb(int64_t nb, std::index_sequence<B...>) {
+  SmallFwdFn fn = nullptr;
+  ((nb == static_cast<int64_t>(B) + 1 ? (fn = small_fwd_block<OB, static_cast<int>(B) + 1>, 0) : 0), ...);
+  return fn;
+}
+SmallFwdFn small_fwd_pick(int64_t ob, int64_t nb) {
+  switch (ob) {
+    case 1: return small_fwd_pick_nb<1>(nb, std::make_index_sequence<small_nb(1)>{});
+    case 2: return small_fwd_pick_nb<2>(nb, std::make_index_sequence<small_nb(2)>{});
+    case 3: return small_fwd_pick_nb<3>(nb, std::make_index_sequence<small_nb(3)>{});
+    default: return small_fwd_pick_nb<4>(nb, std::make_index_sequence<small_nb(4)>{});
+  }
+}
+
+// Splits n items into blocks of at most `most`, as even as possible (7 -> 4+3, not 4+... +1).
+template <class F>
+void even_blocks(int64_t n, int64_t most, F&& fn) {
+  const int64_t blocks = (n + most - 1) / most;
+  int64_t start = 0;
+  for (int64_t i = 0; i < blocks; ++i) {
+    const int64_t size = n / blocks + (i < n % blocks ? 1 : 0);
+    fn(start, size);
+    start += size;
+  }
+}
+
+// Forward (flip=false, optional bias) and input grad (flip=true) of whole channels, small maps.
+void conv_small_channels(const float* in, const float* w, const float* b, float* out, int64_t N,
+                         int64_t C, int64_t H, int64_t W, int64_t K, bool flip) {
+  const SmallGeom g(H, W, K);
+  const int nt = pick_threads(C, 2.0 * N * C * g.HW * g.HWr);
+#pragma omp parallel num_threads(nt)
+  {
+    AlignedBuf mbuf, kbuf, xbuf;
+    float* mt = mbuf.data(static_cast<size_t>(g.HW * g.HWr + 8));  // +8: copy_overrun slack
+    float* kp = kbuf.data(static_cast<size_t>(g.kph * g.kpw));
+    float* xt = xbuf.data(static_cast<size_t>(g.HW * N));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; ++c) {
+      build_small_matrix(g, w + c * K * K, flip, kp, mt);
+      for (int64_t n = 0; n < N; ++n) {  // xt[q][n]: the N images of this channel, pixel-major
+        const float* src = in + (n * C + c) * g.HW;
+        for (int64_t q = 0; q < g.HW; ++q) xt[q * N + n] = src[q];
+      }
+      const float bias = b ? b[c] : 0.f;
+      even_blocks(g.ov, 4, [&](int64_t v0, int64_t ob) {
+        const int64_t nb_max = ob <= 2 ? 4 : 3;
+        for (int64_t n0 = 0; n0 < N; n0 += nb_max) {
+          const int64_t nb = std::min(nb_max, N - n0);
+          small_fwd_pick(ob, nb)(g, mt, xt, N, 8 * v0, n0, bias, out + c * g.HW, C * g.HW);
+        }
+      });
+    }
+  }
+}
+
+// G[o][q-vector] = sum_n dy[n][o] * x[n][q-vector] for 4 output pixels x 3 vectors of input pixels.
+template <int OA, int QV>
+LK_AVX2 void small_gram_block(const float* dys, const float* xs, int64_t N, int64_t HWr, int64_t o0,
+                              int64_t q0, float* gm) {
+  __m256 acc[OA][QV];
+  LK_UNROLL
+  for (int a = 0; a < OA; ++a)
+    LK_UNROLL
+    for (int v = 0; v < QV; ++v) acc[a][v] = _mm256_setzero_ps();
+  for (int64_t n = 0; n < N; ++n) {
+    const float* dn = dys + n * HWr + o0;
+    const float* xn = xs + n * HWr + q0;
+    __m256 xv[QV];
+    LK_UNROLL
+    for (int v = 0; v < QV; ++v) xv[v] = _mm256_load_ps(xn + 8 * v);
+    LK_UNROLL
+    for (int a = 0; a < OA; ++a) {
+      const __m256 d = _mm256_broadcast_ss(dn + a);
+      LK_UNROLL
+      for (int v = 0; v < QV; ++v) acc[a][v] = _mm256_fmadd_ps(d, xv[v], acc[a][v]);
+    }
+  }
+  LK_UNROLL
+  for (int a = 0; a < OA; ++a)
+    LK_UNROLL
+    for (int v = 0; v < QV; ++v) _mm256_store_ps(gm + (o0 + a) * HWr + q0 + 8 * v, acc[a][v]);
+}
+
+using SmallGramFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, float*);
+template <size_t... V>
+SmallGramFn small_gram_pick(int64_t qv, std::index_sequence<V...>) {
+  SmallGramFn fn = nullptr;
+  ((qv == static_cast<int64_t>(V) + 1 ? (fn = small_gram_block<4, static_cast<int>(V) + 1>, 0) : 0), ...);
+  return fn;
+}
+
+// Weight grad (and bias grad) of whole channels, small maps: G over the batch, then each G row
+// segment G[(oh,ow)][(qh, 0..W)] adds to kernel row qh-oh+p, columns qw-ow+p.
+LK_AVX2 void wgrad_small_channels(const float* x, const float* dy, float* dw, float* db, int64_t N,
+                                  int64_t C, int64_t H, int64_t W, int64_t K) {
+  const SmallGeom g(H, W, K);
+  const int64_t HWo = round_up(g.HW, 4);  // output pixels, in blocks of 4
+  const int64_t dwld = K + 2 * (W - 1) + 8;
+  const int nt = pick_threads(C, 2.0 * N * C * g.HW * g.HWr);
+#pragma omp parallel num_threads(nt)
+  {
+    AlignedBuf xbuf, dbuf, gbuf;
+    std::vector<float> dwp(static_cast<size_t>(K * dwld));
+    float* xs = xbuf.data(static_cast<size_t>(N * g.HWr));
+    float* dys = dbuf.data(static_cast<size_t>(N * g.HWr + 8));
+    float* gm = gbuf.data(static_cast<size_t>(HWo * g.HWr));
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; ++c) {
+      double bsum = 0.0;
+      for (int64_t n = 0; n < N; ++n) {  // zero-padded copies: pixel HW..HWr of each image is 0
+        const float* xsrc = x + (n * C + c) * g.HW;
+        const float* dsrc = dy + (n * C + c) * g.HW;
+        std::memcpy(xs + n * g.HWr, xsrc, sizeof(float) * g.HW);
+        std::memcpy(dys + n * g.HWr, dsrc, sizeof(float) * g.HW);
+        std::fill(xs + n * g.HWr + g.HW, xs + (n + 1) * g.HWr, 0.f);
+        std::fill(dys + n * g.HWr + g.HW, dys + (n + 1) * g.HWr, 0.f);
+        if (db) {
+          for (int64_t i = 0; i < g.HW; ++i) bsum += dsrc[i];
+        }
+      }
+      for (int64_t o0 = 0; o0 < HWo; o0 += 4) {
+        even_blocks(g.ov, 3, [&](int64_t v0, int64_t qv) {
+          small_gram_pick(qv, std::make_index_sequence<3>{})(dys, xs, N, g.HWr, o0, 8 * v0, gm);
+        });
+      }
+      std::fill(dwp.begin(), dwp.end(), 0.f);
+      // ow outermost: consecutive updates then hit different kernel rows (the same row at the
+      // next ow overlaps the previous store one float off, which stalls store forwarding).
+      for (int64_t ow = 0; ow < W; ++ow) {
+        for (int64_t oh = 0; oh < H; ++oh) {
+          for (int64_t qh = 0; qh < H; ++qh) {
+            const int64_t i = qh - oh + g.p;
+            if (i < 0 || i >= K) continue;
+            const float* src = gm + (oh * W + ow) * g.HWr + qh * W;
+            float* dst = dwp.data() + i * dwld + (g.p - ow + W - 1);
+            for (int64_t q = 0; q < W; q += 8) {
+              const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(W - q)), lane);
+              const __m256 v = _mm256_maskload_ps(src + q, mask);
+              _mm256_storeu_ps(dst + q, _mm256_add_ps(_mm256_loadu_ps(dst + q), v));
+            }
+          }
+        }
+      }
+      for (int64_t i = 0; i < K; ++i) {
+        std::memcpy(dw + (c * K + i) * K, dwp.data() + i * dwld + W - 1, sizeof(float) * K);
+      }
+      if (db) db[c] = static_cast<float>(bsum);
+    }
+  }
+}
+
 }  // namespace
 
 bool cpu_has_avx2_fma() {
@@ -314,16 +697,28 @@ bool cpu_has_avx2_fma() {
 
 void dwconv2d_forward_cpu(const float* x, const float* w, const float* b, float* y, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K) {
+  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+    conv_small_channels(x, w, b, y, N, C, H, W, K, /*flip=*/false);
+    return;
+  }
   conv_same_planes(x, w, b, y, N, C, H, W, K, /*flip=*/false);
 }
 
 void dwconv2d_input_grad_cpu(const float* dy, const float* w, float* dx, int64_t N, int64_t C,
                              int64_t H, int64_t W, int64_t K) {
+  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+    conv_small_channels(dy, w, nullptr, dx, N, C, H, W, K, /*flip=*/true);
+    return;
+  }
   conv_same_planes(dy, w, nullptr, dx, N, C, H, W, K, /*flip=*/true);
 }
 
 void dwconv2d_weight_grad_cpu(const float* x, const float* dy, float* dw, float* db, int64_t N,
                               int64_t C, int64_t H, int64_t W, int64_t K) {
+  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+    wgrad_small_channels(x, dy, dw, db, N, C, H, W, K);
+    return;
+  }
   const WgtGeom g(H, W, K);
   const WgtFn fn = pick_wgt_fn(g.J, cpu_has_avx2_fma());
   const int nt = pick_threads(C, 2.0 * N * C * H * W * K * K);
