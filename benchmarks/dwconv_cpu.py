@@ -10,7 +10,10 @@ machine slows every column alike.
     python benchmarks/dwconv_cpu.py --quick         # k in {3, 13, 31}, stage shapes
     python benchmarks/dwconv_cpu.py --ks 31 --no-stages
 
-FLOPs are 2*N*C*H*W*k^2 per pass (a multiply-add is 2); forward+backward counts three passes.
+FLOPs are 2*N*C*H*W*k^2 per pass (a multiply-add is 2); forward+backward counts three passes. These
+nominal FLOPs include the taps over the zero border, which the op skips, so on maps not much larger than
+the kernel the nominal GFLOP/s can pass the peak. "in-map taps" is the share of taps that land on the
+map, and the "in-map" % columns count only those: the arithmetic the op really had to do.
 """
 from __future__ import annotations
 
@@ -196,6 +199,17 @@ def _torch_cases(x: np.ndarray, w: np.ndarray, k: int) -> Optional[Dict[str, Cal
     return {"torch_fwd": fwd, "torch_fb": fb}
 
 
+def in_map_taps(h: int, w: int, k: int) -> int:
+    """Kernel taps that land on the map, summed over all outputs of a "same" conv (the rest multiply the
+    zero border: counted in the nominal FLOPs, skipped by the op)."""
+    p = k // 2
+
+    def line(n: int) -> int:
+        return sum(min(i + p, n - 1) - max(i - p, 0) + 1 for i in range(n))
+
+    return line(h) * line(w)
+
+
 def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, budget_s: float,
                 with_torch: bool, meter: PeakMeter) -> Dict[str, float]:
     n, c, h, w = shape
@@ -211,7 +225,8 @@ def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, bud
     err = float(np.abs(got[:1] - ref).max() / np.abs(ref).max())
     if err > 1e-4:
         raise SystemExit(f"op output differs from F.conv2d at {list(shape)} k={k}: rel {err:.2e}")
-    res: Dict[str, float] = {"flops": 2.0 * n * c * h * w * k * k}
+    res: Dict[str, float] = {"flops": 2.0 * n * c * h * w * k * k,
+                             "in_map": in_map_taps(h, w, k) / float(h * w * k * k)}
     # The op's timings are bracketed by two peak measurements (what the CPU gives us right then).
     peaks = [meter.measure()]
     for name in ("ours_fwd", "ours_fb"):
@@ -236,6 +251,8 @@ def _fmt_row(label: str, r: Dict[str, float], peak: float, has_torch: bool) -> s
     if has_torch:
         cols += [f"{r['torch_fwd'] / r['ours_fwd']:.1f}x", f"{r['torch_fb'] / r['ours_fb']:.1f}x"]
     cols += [f"{g_fwd:.1f}", f"{g_fb:.1f}", f"{100 * g_fwd / peak:.0f}%", f"{100 * g_fb / peak:.0f}%"]
+    frac = r["in_map"]
+    cols += [f"{100 * frac:.0f}%", f"{100 * g_fwd * frac / peak:.0f}%", f"{100 * g_fb * frac / peak:.0f}%"]
     mpeak = r.get("measured_peak")
     if mpeak:
         cols += [f"{mpeak:.0f}", f"{100 * g_fwd / mpeak:.0f}%", f"{100 * g_fb / mpeak:.0f}%"]
@@ -246,7 +263,8 @@ def _header(first: str, has_torch: bool, mpeak: Optional[float]) -> str:
     cols = [first, "ours fwd ms", "Paddle fwd ms", "fwd speed-up", "ours f+b ms", "Paddle f+b ms", "f+b speed-up"]
     if has_torch:
         cols += ["vs torch fwd", "vs torch f+b"]
-    cols += ["fwd GFLOP/s", "f+b GFLOP/s", "fwd % peak", "f+b % peak"]
+    cols += ["fwd GFLOP/s", "f+b GFLOP/s", "fwd % peak", "f+b % peak",
+             "in-map taps", "fwd % peak, in-map", "f+b % peak, in-map"]
     if mpeak:
         cols += ["meas. peak GFLOP/s", "fwd % meas.", "f+b % meas."]
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)

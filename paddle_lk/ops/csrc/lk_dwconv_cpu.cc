@@ -1,11 +1,14 @@
 // Large-kernel depthwise conv2d, CPU kernels: AVX2/FMA register-blocked direct convolution,
-// OpenMP over planes, with a portable scalar fallback chosen at run time.
+// OpenMP over channels, with a portable scalar fallback chosen at run time.
 //
 // Why direct convolution: a depthwise KxK conv has no reduction over channels, so im2col/GEMM only
 // adds memory traffic. Instead each plane is copied once into a zero-padded scratch buffer (so the
 // inner loops have no bounds checks) and a block of 4 output rows x (8*R) columns is accumulated in
 // registers. One unaligned input load is shared by the 4 output rows, one weight broadcast by the R
-// column vectors, which keeps the loop FMA-bound instead of load-bound.
+// column vectors, which keeps the loop FMA-bound instead of load-bound. Kernel rows and columns that
+// only meet the zero border are skipped. The exception is maps smaller than the kernel (RepLKNet's
+// 7x7 stage 4 under a 13x13 kernel), where a per-channel dense matrix shared by the batch wins; see
+// "Small maps" below.
 #include "lk_dwconv_cpu.h"
 
 #include <immintrin.h>
