@@ -83,9 +83,10 @@ inline void pad_plane(const float* src, int64_t H, int64_t W, float* dst, int64_
 }
 
 // Weight plane with kRows-1 zero rows above and below and one zero column on the right (row stride
-// K+1), optionally rotated by 180 degrees. The zero rows let every (input row, output row) pair of a
-// block use the same branch-free FMA sequence; the zero column gives an even number of columns for
-// the two-accumulator narrow kernel.
+// K+1), optionally rotated by 180 degrees. The zero rows keep the fixed row patterns of
+// fwd_block_avx2 correct for any K (a pattern may name an output row whose kernel row is out of
+// range, e.g. when K < kRows-1); the zero column gives an even number of columns for the
+// two-accumulator narrow kernel.
 inline void ext_weights(const float* w, int64_t K, bool flip, float* we) {
   const int64_t ld = K + 1;
   float* body = we + (kRows - 1) * ld;
