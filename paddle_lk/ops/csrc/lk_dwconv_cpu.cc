@@ -59,6 +59,16 @@ int pick_threads(int64_t items, double flops) {
 #endif
 }
 
+// Masked store of lanes [0, left) (all 8 when left >= 8).
+LK_AVX2 LK_INLINE void store_lanes(float* dst, __m256 v, int64_t left) {
+  if (left >= 8) {
+    _mm256_storeu_ps(dst, v);
+  } else if (left > 0) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane), v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward / input-grad: y[h][w] = sum_{i,j} k[i][j] * xpad[h+i][w+j]
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +183,6 @@ LK_AVX2 void fwd_block_avx2(const FwdGeom& g, const float* xp, const float* we, 
     }
   }
   // Store straight into the [H, W] output: rows past H are dropped, a vector crossing W is masked.
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   LK_UNROLL
   for (int b = 0; b < kRows; ++b) {
     if (Y + b >= g.H) break;
@@ -182,13 +191,7 @@ LK_AVX2 void fwd_block_avx2(const FwdGeom& g, const float* xp, const float* we, 
     for (int r = 0; r < R; ++r) {
       __m256 a = acc[0][b][r];
       if (S == 2) a = _mm256_add_ps(a, acc[S - 1][b][r]);
-      const int64_t left = g.W - X0 - 8 * r;
-      if (left >= 8) {
-        _mm256_storeu_ps(orow + 8 * r, a);
-      } else if (left > 0) {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
-        _mm256_maskstore_ps(orow + 8 * r, mask, a);
-      }
+      store_lanes(orow + 8 * r, a, g.W - X0 - 8 * r);
     }
   }
 }
@@ -425,11 +428,11 @@ double valid_taps(int64_t H, int64_t W, int64_t K) {
   return line(H) * line(W);
 }
 
-// Small-map path when the map has at most 64 pixels and the dense matrix does at most 25% more
+// Small-map path (AVX2/FMA only) when the map has at most 64 pixels and the dense matrix does at most 25% more
 // multiply-adds than the taps that meet the map (measured: direct conv is faster otherwise).
 bool use_small_map(int64_t H, int64_t W, int64_t K) {
   const int64_t HW = H * W;
-  return HW <= 64 && static_cast<double>(round_up(HW, 8) * HW) <= 1.25 * valid_taps(H, W, K);
+  return cpu_has_avx2_fma() && HW <= 64 && static_cast<double>(round_up(HW, 8) * HW) <= 1.25 * valid_taps(H, W, K);
 }
 
 // Aligned scratch: 32-byte alignment so the matrix rows load without cache-line splits.
@@ -482,16 +485,6 @@ LK_AVX2 void build_small_matrix(const SmallGeom& g, const float* w, bool flip, f
       }
       std::fill(row + g.HW, row + g.HWr, 0.f);
     }
-  }
-}
-
-// Masked store of lanes [0, left) (all 8 when left >= 8).
-LK_AVX2 LK_INLINE void store_lanes(float* dst, __m256 v, int64_t left) {
-  if (left >= 8) {
-    _mm256_storeu_ps(dst, v);
-  } else if (left > 0) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane), v);
   }
 }
 
@@ -701,7 +694,7 @@ bool cpu_has_avx2_fma() {
 
 void dwconv2d_forward_cpu(const float* x, const float* w, const float* b, float* y, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K) {
-  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+  if (use_small_map(H, W, K)) {
     conv_small_channels(x, w, b, y, N, C, H, W, K, /*flip=*/false);
     return;
   }
@@ -710,7 +703,7 @@ void dwconv2d_forward_cpu(const float* x, const float* w, const float* b, float*
 
 void dwconv2d_input_grad_cpu(const float* dy, const float* w, float* dx, int64_t N, int64_t C,
                              int64_t H, int64_t W, int64_t K) {
-  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+  if (use_small_map(H, W, K)) {
     conv_small_channels(dy, w, nullptr, dx, N, C, H, W, K, /*flip=*/true);
     return;
   }
@@ -719,7 +712,7 @@ void dwconv2d_input_grad_cpu(const float* dy, const float* w, float* dx, int64_t
 
 void dwconv2d_weight_grad_cpu(const float* x, const float* dy, float* dw, float* db, int64_t N,
                               int64_t C, int64_t H, int64_t W, int64_t K) {
-  if (cpu_has_avx2_fma() && use_small_map(H, W, K)) {
+  if (use_small_map(H, W, K)) {
     wgrad_small_channels(x, dy, dw, db, N, C, H, W, K);
     return;
   }
