@@ -12,9 +12,9 @@ machine slows every column alike.
 
 The script re-runs itself with glibc's malloc told to keep freed buffers of up to 32 MiB on the heap
 (GLIBC_TUNABLES mmap_threshold/trim_threshold): by default every large tensor of every call comes from a
-fresh mmap and pays a page fault per 4 KiB on first touch, which costs about a third of a k=13 forward at
-[8, 256, 56, 56]. It applies to every column (Paddle's conv and torch too); --default-malloc measures
-without it.
+fresh mmap and pays a page fault per 4 KiB on first touch, which weighs most on short calls (small
+kernels). It applies to every column (Paddle's conv and torch too); --default-malloc measures without it,
+so two runs compare the settings.
 
 FLOPs are 2*N*C*H*W*k^2 per pass (a multiply-add is 2); forward+backward counts three passes. These
 nominal FLOPs include the taps over the zero border, which the op skips, so on maps not much larger than
