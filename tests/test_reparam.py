@@ -146,8 +146,19 @@ def test_refocus_zero_init_is_identical(arch):
 
 
 # ---------------------------------------------------------------- training step
+def _loss(model, x, y) -> paddle.Tensor:
+    return nn.functional.cross_entropy(model(x), y)
+
+
 @pytest.mark.parametrize("family", ["replknet", "van", "refconv"])
-def test_one_step_lowers_loss_and_reaches_every_parameter(family):
+def test_gradient_step_descends_and_reaches_every_parameter(family):
+    """The gradient reaches every trainable parameter and is a descent direction.
+
+    A fixed learning rate is not guaranteed to descend (it did not for the refocused MobileNetV2 on an
+    AVX-512 machine), so the step is sized from the gradient and halved until the Armijo condition
+    loss(w - eta g) <= loss(w) - eta |g|^2 / 2 holds, which a true gradient satisfies for some small
+    enough eta on any CPU; a wrong or missing gradient does not.
+    """
     paddle.seed(3)
     if family == "replknet":
         model = RepLKNet(**dict(TINY_REPLKNET, drop_path_rate=0.0))
@@ -161,14 +172,30 @@ def test_one_step_lowers_loss_and_reaches_every_parameter(family):
             layer.p = 0.0
     x = paddle.randn([8, 3, 32, 32])
     y = paddle.randint(0, 10, [8])
-    # Plain gradient descent with a small step is guaranteed to descend (Adam's first step is sign descent).
-    opt = paddle.optimizer.SGD(0.01, parameters=model.parameters())
-    loss0 = nn.functional.cross_entropy(model(x), y)
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    loss0 = _loss(model, x, y)
     loss0.backward()
     missing = [n for n, p in model.named_parameters() if not p.stop_gradient and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:5]}"
-    opt.step()
-    opt.clear_grad()
-    # Same batch, same BN mode: one step must lower the loss.
-    loss1 = nn.functional.cross_entropy(model(x), y)
-    assert float(loss1) < float(loss0)
+    grads = [p.grad.numpy().astype("float64") for p in params]
+    start = [p.numpy().copy() for p in params]
+    # BN running statistics change with every train-mode forward: restore them with the weights.
+    buffers = {n: b.numpy().copy() for n, b in model.named_buffers()}
+    g2 = sum(float((g * g).sum()) for g in grads)
+    assert g2 > 0
+    l0 = float(loss0)
+    eta = 1e-2 * l0 / g2  # first-order decrease: 1 % of the loss
+    tried = []
+    with paddle.no_grad():
+        for _ in range(12):
+            for p, w, g in zip(params, start, grads):
+                p.set_value((w - eta * g).astype(w.dtype))
+            for n, b in model.named_buffers():
+                b.set_value(buffers[n])
+            l1 = float(_loss(model, x, y))
+            tried.append((eta, l1))
+            if l1 <= l0 - 0.5 * eta * g2:
+                break
+            eta /= 2
+        else:
+            pytest.fail(f"no step along -grad satisfied the Armijo condition from loss {l0}: {tried}")

@@ -15,6 +15,7 @@ from ..utils.io import atomic_path
 from .detect import DetectedArch, DetectionError, detect_architecture, family_of, lazy_state_shapes, shapes_of
 from .keymaps import ConvertedState, KeyMap, get_keymap, guess_keymap
 from .torch_reader import read_checkpoint_file, unwrap_state_dict
+from ..errors import WeightMismatchError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["WeightMismatchError", "LoadReport", "read_checkpoint", "convert_state_dict", "map_shapes",
            "check_shapes", "load_torch_weights", "load_weights", "convert_checkpoint", "save_pdparams",
@@ -22,10 +23,6 @@ __all__ = ["WeightMismatchError", "LoadReport", "read_checkpoint", "convert_stat
 
 HEAD_KEYS = ("head.weight", "head.bias")
 StateSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
-
-
-class WeightMismatchError(ValueError):
-    """Checkpoint and model disagree: missing keys, shape mismatches, wrong family."""
 
 
 @dataclass

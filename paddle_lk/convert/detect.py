@@ -15,16 +15,13 @@ import paddle
 import paddle.nn as nn
 
 from .keymaps import KeyMap, get_keymap, guess_keymap
+from ..errors import DetectionError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["DetectionError", "DetectedArch", "detect_architecture", "config_from_shapes", "shapes_of",
            "lazy_state_shapes"]
 
 Shape = Tuple[int, ...]
 _CONVMAP = ".convmap.weight"
-
-
-class DetectionError(ValueError):
-    """The keys do not describe an architecture paddle_lk can build."""
 
 
 def shapes_of(state: Mapping[str, Any]) -> Dict[str, Shape]:

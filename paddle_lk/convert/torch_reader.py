@@ -26,6 +26,7 @@ import zlib
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from ..errors import CheckpointError, UnsafeCheckpointError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "RestrictedUnpickler", "load_torch_checkpoint",
            "read_torch_file", "read_checkpoint_file", "unwrap_state_dict", "UnknownGlobal", "LEGACY_MAGIC",
@@ -47,14 +48,6 @@ _TORCH_DTYPES = {  # torch.<dtype> globals (appear in some checkpoints' metadata
     "int32": "int32", "int": "int32", "int16": "int16", "short": "int16", "int8": "int8",
     "uint8": "uint8", "bool": "bool",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read: truncated, not a checkpoint, inconsistent."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The pickle asks for a global outside the allow-list (possible code execution): refused."""
 
 
 # ----------------------------------------------------------------------------- inert stand-ins

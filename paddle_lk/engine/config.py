@@ -15,17 +15,10 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
+from ..errors import ConfigError, DataError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["ConfigError", "DataError", "load_config", "apply_overrides", "validate_config", "parse_value",
            "unknown_key_error", "SCHEMA", "DEFAULTS", "get_path"]
-
-
-class ConfigError(ValueError):
-    """A config problem: the message names the key path (e.g. ``Optimizer.lr.learning_rate``)."""
-
-
-class DataError(ValueError):
-    """A data problem: the message names the file (and line) at fault."""
 
 
 NoneType = type(None)

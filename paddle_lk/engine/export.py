@@ -21,15 +21,12 @@ import paddle
 from paddle_lk.utils import atomic_path
 
 from .builder import build_model, load_model_weights
+from ..errors import ExportVerificationError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["export_model", "ExportVerificationError", "run_paddle_inference", "run_onnxruntime",
            "MODEL_PREFIX"]
 
 MODEL_PREFIX = "inference"
-
-
-class ExportVerificationError(RuntimeError):
-    """The exported model's output differs from the dygraph model's."""
 
 
 def _model_file(directory: str, prefix: str = MODEL_PREFIX) -> str:

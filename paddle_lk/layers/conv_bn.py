@@ -4,12 +4,14 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import paddle
+import paddle.distributed as dist
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from .lk_conv import DepthwiseConv2D
 
-__all__ = ["make_bn", "ConvBN", "fuse_conv_bn", "fold_bn_into_pointwise", "fold_bn_into_linear",
-           "conv2d_with_params", "is_bn"]
+__all__ = ["make_bn", "SyncBatchNorm2D", "ConvBN", "fuse_conv_bn", "fold_bn_into_pointwise",
+           "fold_bn_into_linear", "conv2d_with_params", "is_bn", "check_kernel_size"]
 
 _BN_TYPES = (nn.BatchNorm2D, nn.BatchNorm, nn.SyncBatchNorm)
 
@@ -19,9 +21,39 @@ def is_bn(layer: nn.Layer) -> bool:
     return isinstance(layer, _BN_TYPES)
 
 
+def check_kernel_size(name: str, value: object, allow_none: bool = False, minimum: int = 1) -> None:
+    """Refuse a kernel size a "same"-padded (``k // 2``) conv cannot use: only odd ints >= ``minimum``
+    keep the map size, so anything else is a ``ValueError`` naming the argument, at construction."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value % 2 == 0:
+        raise ValueError(f"{name}={value!r}: expected an odd int >= {minimum} (a 'same'-padded conv pads "
+                         f"k // 2 on each side, which keeps the map size only for odd k)")
+
+
+class SyncBatchNorm2D(nn.SyncBatchNorm):
+    """``nn.SyncBatchNorm`` that is a plain ``BatchNorm2D`` wherever there is nothing to synchronise.
+
+    Paddle's ``sync_batch_norm`` kernel exists for GPUs only, so a model built with
+    ``use_sync_bn=True`` for multi-GPU training could not evaluate, export or fine-tune on a CPU
+    (``The kernel sync_batch_norm is not registered``). This layer synchronises statistics only in
+    dygraph training on a GPU with more than one process, and otherwise computes exactly what
+    ``BatchNorm2D`` does with the same parameters (``weight``, ``bias``, ``_mean``, ``_variance``), as
+    PyTorch's ``SyncBatchNorm`` does in eval mode.
+    """
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if (self.training and paddle.in_dynamic_mode() and x.place.is_gpu_place()
+                and dist.get_world_size() > 1):
+            return super().forward(x)
+        return F.batch_norm(x, self._mean, self._variance, weight=self.weight, bias=self.bias,
+                            training=self.training, momentum=self._momentum, epsilon=self._epsilon,
+                            data_format=self._data_format)
+
+
 def make_bn(channels: int, use_sync_bn: bool = False) -> nn.Layer:
-    """BatchNorm2D, or SyncBatchNorm with the same parameter names (weight, bias, _mean, _variance)."""
-    return nn.SyncBatchNorm(channels) if use_sync_bn else nn.BatchNorm2D(channels)
+    """``BatchNorm2D``, or :class:`SyncBatchNorm2D` (same parameter names: weight, bias, _mean, _variance)."""
+    return SyncBatchNorm2D(channels) if use_sync_bn else nn.BatchNorm2D(channels)
 
 
 def _bn_scale_shift(bn: nn.Layer) -> Tuple[paddle.Tensor, paddle.Tensor]:

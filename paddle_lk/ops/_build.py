@@ -22,6 +22,7 @@ import sys
 import tempfile
 from types import ModuleType
 from typing import Dict, Iterator, List
+from ..errors import OpBuildError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["OpBuildError", "CSRC_DIR", "OP_NAME", "INSTALLED_MODULE", "source_files", "build_config",
            "cache_root", "build_and_load"]
@@ -47,10 +48,6 @@ def cuda_arch_flags() -> List[str]:
         raise OpBuildError(f"PADDLE_LK_CUDA_ARCHS={os.environ.get('PADDLE_LK_CUDA_ARCHS')!r}: expected e.g. '80;90'")
     flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
     return flags + [f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
-
-
-class OpBuildError(RuntimeError):
-    """The custom op cannot be built or loaded here; the message says why."""
 
 
 def _with_cuda() -> bool:

@@ -1,0 +1,46 @@
+"""The exception hierarchy: every error paddle_lk raises on purpose derives from :class:`PaddleLKError`.
+
+The specific errors also derive from the builtin a caller would catch without knowing paddle_lk
+(``ValueError`` for bad input, ``RuntimeError`` for environment problems), so ``except ValueError``
+keeps working while ``except paddle_lk.PaddleLKError`` catches everything of ours.
+"""
+from __future__ import annotations
+
+__all__ = ["PaddleLKError", "ConfigError", "DataError", "CheckpointError", "UnsafeCheckpointError",
+           "WeightMismatchError", "DetectionError", "OpBuildError", "ExportVerificationError"]
+
+
+class PaddleLKError(Exception):
+    """Base class of paddle_lk's own errors."""
+
+
+class ConfigError(PaddleLKError, ValueError):
+    """A config problem: the message names the key path (e.g. ``Optimizer.lr.learning_rate``)."""
+
+
+class DataError(PaddleLKError, ValueError):
+    """A data problem: the message names the file (and line) at fault."""
+
+
+class CheckpointError(PaddleLKError, ValueError):
+    """A checkpoint file cannot be read (corrupt, truncated, unsupported format)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint's pickle references code that the safe reader refuses to run."""
+
+
+class WeightMismatchError(PaddleLKError, ValueError):
+    """Checkpoint and model disagree: missing keys, shape mismatches, wrong family or variant."""
+
+
+class DetectionError(PaddleLKError, ValueError):
+    """Checkpoint keys do not describe an architecture paddle_lk can build."""
+
+
+class OpBuildError(PaddleLKError, RuntimeError):
+    """The custom op cannot be built or loaded here; the message says why."""
+
+
+class ExportVerificationError(PaddleLKError, RuntimeError):
+    """An exported model's output differs from the dygraph model's."""
