@@ -1,10 +1,14 @@
 """paddle_lk: large-kernel CNNs (RepLKNet, VAN, RefConv) for PaddlePaddle."""
 __version__ = "0.1.0"
 
-from .registry import create_model, list_models, register_model
-from .reparam import Reparameterizable, reparameterize
-from .layers.refconv import RefConv, refocus
 from . import layers, models, ops
+from .checkpoint import detect_architecture, load_checkpoint
+from .errors import PaddleLKError
+from .layers.refconv import RefConv, refocus
+from .models import create_model
+from .registry import list_models, model_info, register_model
+from .reparam import Reparameterizable, reparameterize
 
-__all__ = ["create_model", "list_models", "register_model", "reparameterize", "Reparameterizable",
-           "RefConv", "refocus", "layers", "models", "ops", "__version__"]
+__all__ = ["create_model", "list_models", "model_info", "register_model", "load_checkpoint", "detect_architecture",
+           "reparameterize", "Reparameterizable", "RefConv", "refocus", "PaddleLKError", "layers", "models", "ops",
+           "__version__"]

@@ -7,7 +7,7 @@ keeps working while ``except paddle_lk.PaddleLKError`` catches everything of our
 from __future__ import annotations
 
 __all__ = ["PaddleLKError", "ConfigError", "DataError", "CheckpointError", "UnsafeCheckpointError",
-           "WeightMismatchError", "DetectionError", "OpBuildError", "ExportVerificationError"]
+           "WeightMismatchError", "DetectionError", "OpBuildError", "ExportVerificationError", "closest"]
 
 
 class PaddleLKError(Exception):
@@ -44,3 +44,23 @@ class OpBuildError(PaddleLKError, RuntimeError):
 
 class ExportVerificationError(PaddleLKError, RuntimeError):
     """An exported model's output differs from the dygraph model's."""
+
+
+def closest(name: str, choices, n: int = 3):
+    """The choices closest to ``name``, best first: case-insensitive equal ones, then case-insensitive
+    prefixes, then ``difflib`` similarity (so ``RepLKNet31b`` suggests ``RepLKNet31B`` first and
+    ``to_static`` suggests nothing unrelated before a real match)."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    low = name.lower()
+    exact = [c for c in choices if c.lower() == low]
+    prefix = [c for c in choices if c not in exact and c.lower().startswith(low)
+              and len(name) >= 3]
+    lowered = {c.lower(): c for c in choices}
+    fuzzy = [lowered[c] for c in difflib.get_close_matches(low, list(lowered), n=n, cutoff=0.6)]
+    out = []
+    for c in exact + prefix + fuzzy:
+        if c not in out:
+            out.append(c)
+    return out[:n]

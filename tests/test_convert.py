@@ -14,8 +14,9 @@ import paddle_lk
 from convert_helpers import ROOT, malicious_pickle, run_cli, to_torch_names, write_zip_with_pickle
 from paddle_lk import RefConv, refocus
 from paddle_lk.convert import (WeightMismatchError, check_shapes, convert_checkpoint, convert_state_dict,
-                               detect_architecture, lazy_state_shapes, load_torch_weights,
-                               load_weights, map_shapes, read_checkpoint, save_torch_checkpoint)
+                               detect_architecture, lazy_state_shapes, load_torch_weights, map_shapes,
+                               read_checkpoint, save_torch_checkpoint)
+from paddle_lk import load_checkpoint
 from paddle_lk.models import VAN, RepLKNet
 
 TOL = 1e-4
@@ -161,7 +162,7 @@ def test_refocused_model_and_wrappers(tmp_path):
     summary = convert_checkpoint(path, dst, verify=True, log=lambda _: None)
     assert summary.detected.refocus and summary.verify_max_diff == 0.0
     reloaded = det.build()
-    load_weights(reloaded, dst)
+    load_checkpoint(reloaded, dst)
     assert np.abs(_forward(reloaded, x) - ref).max() <= TOL
 
 
@@ -183,15 +184,27 @@ def test_bad_inputs_raise_clear_errors(tmp_path, fixtures_dir):
                                                             "model [16, 3, 3, 3]")):
         load_torch_weights(_build_from_json(rep_cfg), bad)
 
+    # A train-form checkpoint loads into a deploy-form (merged) model: re-parameterized on the way in.
     merged = RepLKNet(**json.loads((fixtures_dir / "replknet_tiny_merged.json").read_text())["config"])
-    with pytest.raises(WeightMismatchError, match="train form but the model is merged"):
-        load_torch_weights(merged, state)
+    notes = []
+    load_checkpoint(merged, state, log=notes.append)
+    assert any("re-parameterized" in n for n in notes), notes
+    y = _forward(merged, np.load(fixtures_dir / "replknet_tiny_input.npy"))
+    assert np.abs(y - np.load(fixtures_dir / "replknet_tiny_out.npy")).max() <= TOL
+    # The reverse cannot be undone: a clear error that says so.
+    train = _build_from_json(rep_cfg)
+    with pytest.raises(WeightMismatchError, match="deploy form but the model is in train form"):
+        load_checkpoint(train, str(fixtures_dir / "replknet_tiny_merged.pth"))
 
+    # A classifier of another size is dropped (with a log line), exactly then; the rest loads.
     model = RepLKNet(**dict(json.loads(rep_cfg.read_text())["config"], num_classes=3))
-    with pytest.raises(WeightMismatchError, match="drop_head=True"):
-        load_torch_weights(model, state)
-    report = load_torch_weights(model, state, drop_head=True)
+    head_before = model.head.weight.numpy().copy()
+    notes = []
+    report = load_checkpoint(model, state, log=notes.append)
     assert report.head_dropped and any("classifier dropped" in r for _, r in report.skipped)
+    assert any("classifier" in n and "10 classes" in n for n in notes), notes
+    np.testing.assert_array_equal(model.head.weight.numpy(), head_before)
+    assert report.loaded == len(model.state_dict()) - 2
 
 
 def test_create_model_pth_and_pdparams(tmp_path):
@@ -209,12 +222,12 @@ def test_create_model_pth_and_pdparams(tmp_path):
     saved = str(tmp_path / "paddle_save.pdparams")  # a plain paddle.save of a paddle_lk model
     paddle.save(src.state_dict(), saved)
     assert np.abs(_forward(paddle_lk.create_model("VAN_b0", pretrained=saved, num_classes=5), x) - ref).max() <= TOL
-    with pytest.raises(WeightMismatchError, match="drop_head=True"):
-        paddle_lk.create_model("VAN_b0", pretrained=pth)
-    new_head = paddle_lk.create_model("VAN_b0", pretrained=pth, drop_head=True, num_classes=3)
+    # 1000-class default vs the 5-class checkpoint: the classifier is dropped, everything else loads.
+    new_head = paddle_lk.create_model("VAN_b0", pretrained=pth, num_classes=3)
+    assert new_head.head.weight.shape == [256, 3]
     np.testing.assert_array_equal(new_head.patch_embed1.proj.weight.numpy(), src.patch_embed1.proj.weight.numpy())
-    # load_weights is the registry hook: same behaviour when called directly.
-    assert load_weights(paddle_lk.create_model("VAN_b0", num_classes=5), pdparams).loaded == len(src.state_dict())
+    # load_checkpoint is the registry hook: same behaviour when called directly.
+    assert load_checkpoint(paddle_lk.create_model("VAN_b0", num_classes=5), pdparams).loaded == len(src.state_dict())
 
 
 def test_cli_convert_reparam_verify(tmp_path, fixtures_dir, capsys):
@@ -222,12 +235,12 @@ def test_cli_convert_reparam_verify(tmp_path, fixtures_dir, capsys):
     dst = str(tmp_path / "deploy.pdparams")
     assert CLI.main(["--src", src, "--dst", dst, "--reparam", "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "detected: custom replknet [replknet, train form, 10 classes]" in out
+    assert "detected: custom RepLKNet [replknet, train form, 10 classes]" in out
     assert "mapped 246 tensors" in out and "BatchNorm step counter (Paddle has none): 51 keys" in out
-    assert "merged vs train-form max |diff|" in out
+    assert "re-parameterized vs train-form max |diff|" in out
     cfg = json.loads((fixtures_dir / "replknet_tiny_merged.json").read_text())["config"]
     merged = RepLKNet(**cfg)
-    load_weights(merged, dst)
+    load_checkpoint(merged, dst)
     y = _forward(merged, np.load(fixtures_dir / "replknet_tiny_input.npy"))
     assert np.abs(y - np.load(fixtures_dir / "replknet_tiny_out.npy")).max() <= TOL
 

@@ -11,7 +11,7 @@ import pytest
 from convert_helpers import malicious_pickle, write_zip_with_pickle
 from paddle_lk.convert import (CheckpointError, TensorView, TorchParameter, UnsafeCheckpointError,
                                load_torch_checkpoint, read_checkpoint, save_torch_checkpoint)
-from paddle_lk.convert.torch_reader import LEGACY_MAGIC, read_torch_file
+from paddle_lk.io.torch_reader import LEGACY_MAGIC, read_torch_file
 
 FIXTURES = ["replknet_tiny", "replknet_tiny_merged", "van_tiny", "refconv_dw3"]
 

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
         from paddle_lk.convert import convert_checkpoint
 
         convert_checkpoint(args.src, args.dst, arch=args.arch, reparam=args.reparam, num_classes=args.num_classes,
-                           verify=args.verify, keymap=args.keymap, allow_unknown=args.allow_unknown_globals)
+                           verify=args.verify, keymap=args.keymap, allow_unknown=args.allow_unknown_globals,
+                           log=lambda msg: print(msg, flush=True))
     except Exception as e:  # noqa: BLE001 - any failure is a one-line error and exit code 2
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         known = isinstance(e, (ValueError, KeyError, OSError))

@@ -8,29 +8,25 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..utils import state_dict_mismatches
+from ..checkpoint import load_checkpoint
+from ..errors import closest
+from ..layers.refconv import refocus
+from ..models import create_model
+from ..registry import get_family, list_models, model_cfg, model_entrypoint
 from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 
-__all__ = ["build_model", "SoftTargetCrossEntropy", "build_loss", "load_model_weights", "model_kwargs"]
+__all__ = ["build_model", "SoftTargetCrossEntropy", "build_loss", "model_kwargs", "constructor_params"]
 
 # Arch keys the engine consumes itself (everything else goes to the model constructor).
 _ENGINE_ARCH_KEYS = ("name", "pretrained", "refocus", "drop_head")
 
 
-def _constructor_params(name: str) -> Optional[List[str]]:
-    """Keyword arguments a registry model accepts: its entry point's plus its class's (for **kwargs)."""
-    import paddle_lk.models as models
-    from paddle_lk.registry import model_entrypoint
-
-    entry = model_entrypoint(name)
-    params = [p for p in inspect.signature(entry).parameters if p not in ("kwargs", "pretrained")]
-    # Entry points forward **kwargs to their family class (RepLKNet31B -> RepLKNet, VAN_b0 -> VAN).
-    for cls_name in sorted(getattr(models, "__all__", dir(models)), key=len, reverse=True):
-        cls = getattr(models, cls_name, None)
-        if inspect.isclass(cls) and issubclass(cls, nn.Layer) and name.startswith(cls_name):
-            params += [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
-            return sorted(set(params))
-    return None
+def constructor_params(name: str) -> List[str]:
+    """Keyword arguments a registered model accepts: its constructor's and its family class's."""
+    params = [p for p in inspect.signature(model_entrypoint(name)).parameters if p not in ("kwargs", "pretrained")]
+    model_cls = get_family(model_cfg(name).family).model_cls
+    params += [p for p in inspect.signature(model_cls.__init__).parameters if p not in ("self", "kwargs")]
+    return sorted(set(params) | {"in_chans"})
 
 
 def model_kwargs(arch: Dict[str, Any]) -> Dict[str, Any]:
@@ -40,26 +36,22 @@ def model_kwargs(arch: Dict[str, Any]) -> Dict[str, Any]:
 
 def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
     """Build ``Arch.name`` (a paddle_lk registry name, or a ``paddle.vision.models`` function) with the
-    other ``Arch`` keys as keyword arguments (``Arch.pretrained``: weights to load, ``Arch.drop_head``:
-    keep the new classifier when their class count differs); ``Arch.refocus: {map_k, zero_init}`` applies RefConv
-    refocusing (after ``pretrained`` is loaded, so the frozen base kernels are the pretrained ones)."""
-    import paddle_lk
-    from paddle_lk.registry import list_models
-
+    other ``Arch`` keys as keyword arguments (``Arch.pretrained``: weights to load through
+    :func:`paddle_lk.load_checkpoint`, a classifier of another size is dropped); ``Arch.refocus:
+    {map_k, zero_init}`` applies RefConv refocusing (after ``pretrained`` is loaded, so the frozen base
+    kernels are the pretrained ones)."""
     arch = dict(cfg["Arch"])
     name = arch["name"]
     kwargs = model_kwargs(arch)
     pretrained = arch.get("pretrained") if load_pretrained else None
     if name in list_models():
-        valid = _constructor_params(name)
-        if valid is not None:
-            for key in kwargs:
-                if key not in valid:
-                    raise unknown_key_error("Arch", key, valid + list(_ENGINE_ARCH_KEYS),
-                                            where=f"{name} does not take this argument: ")
+        valid = constructor_params(name)
+        for key in kwargs:
+            if key not in valid:
+                raise unknown_key_error("Arch", key, valid + list(_ENGINE_ARCH_KEYS),
+                                        where=f"{name} does not take this argument: ")
         try:
-            model = paddle_lk.create_model(name, pretrained=pretrained or None,
-                                           drop_head=bool(arch.get("drop_head", False)), **kwargs)
+            model = create_model(name, pretrained=pretrained or None, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"Arch ({name}): {exc}") from None
     elif hasattr(paddle.vision.models, name) and callable(getattr(paddle.vision.models, name)):
@@ -72,48 +64,22 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
                 raise unknown_key_error("Arch", key, valid, where=f"{name} does not take this argument: ")
         model = fn(**kwargs)
         if pretrained:
-            load_model_weights(model, pretrained)
+            load_checkpoint(model, pretrained)
     else:
-        import difflib
-
         choices = list_models() + [n for n in dir(paddle.vision.models) if not n.startswith("_")]
-        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.0)
+        close = closest(name, choices, n=1)
         raise ConfigError(f"Arch.name: unknown model '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
                           + " (see paddle_lk.list_models())")
-    refocus = arch.get("refocus")
-    if refocus:
-        if not isinstance(refocus, dict):
-            raise ConfigError(f"Arch.refocus: expected a mapping like {{map_k: 3}}, got {refocus!r}")
-        valid = [p for p in inspect.signature(paddle_lk.refocus).parameters if p != "model"]
-        for key in refocus:
+    spec = arch.get("refocus")
+    if spec:
+        if not isinstance(spec, dict):
+            raise ConfigError(f"Arch.refocus: expected a mapping like {{map_k: 3}}, got {spec!r}")
+        valid = [p for p in inspect.signature(refocus).parameters if p != "model"]
+        for key in spec:
             if key not in valid:
                 raise unknown_key_error("Arch.refocus", key, valid)
-        model = paddle_lk.refocus(model, **refocus)
+        model = refocus(model, **spec)
     return model
-
-
-def load_model_weights(model: nn.Layer, weights: str, prefer_ema: bool = False) -> str:
-    """Load weights: a training checkpoint (its model weights, or its EMA weights with ``prefer_ema``),
-    an output dir (its ``best_model.pdparams``, else ``latest``), or ``.pdparams`` (paddle_lk or
-    PaddleClas layout) / official ``.pth`` through :mod:`paddle_lk.convert`. Key or shape
-    mismatches raise naming the keys. Returns the file read."""
-    from .checkpoint import CKPT_EXT, load_checkpoint_file, resolve_weights
-
-    path = resolve_weights(weights)
-    if not path.endswith(CKPT_EXT):
-        from paddle_lk.convert import load_weights
-
-        load_weights(model, path)
-        return path
-    state = load_checkpoint_file(path)
-    state = state["ema"] if prefer_ema and isinstance(state.get("ema"), dict) else state["model"]
-    missing, bad = state_dict_mismatches(model, state)
-    unexpected = [k for k in state if k not in model.state_dict()]
-    if missing or bad:
-        raise ConfigError(f"{path}: does not fit the model built from Arch: missing keys {missing[:5]}, "
-                          f"shape mismatches {bad[:5]}, unexpected keys {unexpected[:5]}")
-    model.set_state_dict(state)
-    return path
 
 
 class SoftTargetCrossEntropy(nn.Layer):

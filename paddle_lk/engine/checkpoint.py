@@ -16,16 +16,12 @@ from typing import Any, Dict, Optional
 
 import paddle
 
-from paddle_lk.utils import atomic_save
+from ..checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST
+from ..io.atomic import atomic_save
 
-__all__ = ["save_checkpoint", "load_checkpoint_file", "resolve_weights", "resolve_resume", "prune_epochs",
+__all__ = ["save_checkpoint", "load_checkpoint_file", "resolve_resume", "prune_epochs",
            "CKPT_EXT", "LATEST", "BEST", "BEST_WEIGHTS", "optimizer_state_to_structured",
            "optimizer_state_from_structured"]
-
-CKPT_EXT = ".pdckpt"
-LATEST = "latest" + CKPT_EXT
-BEST = "best" + CKPT_EXT
-BEST_WEIGHTS = "best_model.pdparams"
 
 
 def save_checkpoint(state: Dict[str, Any], path: str) -> str:
@@ -35,7 +31,8 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> str:
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
-    """``paddle.load`` with a clear error for missing or unreadable files."""
+    """A whole training checkpoint (model, optimizer, scheduler, EMA, meta) for resuming; weights alone
+    load through :func:`paddle_lk.load_checkpoint`. A clear error for missing or unreadable files."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint '{path}' not found")
     try:
@@ -45,20 +42,6 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state dict / checkpoint")
     return state
-
-
-def resolve_weights(path: str) -> str:
-    """A weights file: the file itself, or in a training output dir ``best_model.pdparams`` (the
-    best evaluated weights, model or EMA) then ``latest``."""
-    if os.path.isdir(path):
-        for name in (BEST_WEIGHTS, LATEST):
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                return candidate
-        raise FileNotFoundError(f"{path}: no {BEST_WEIGHTS} or {LATEST} in this directory")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights '{path}' not found")
-    return path
 
 
 def resolve_resume(path: Optional[str], output_dir: str) -> Optional[str]:

@@ -18,9 +18,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 import paddle
 
-from paddle_lk.utils import atomic_path
+from ..io.atomic import atomic_path
 
-from .builder import build_model, load_model_weights
+from ..checkpoint import load_checkpoint
+from .builder import build_model
 from ..errors import ExportVerificationError  # noqa: F401 - defined in paddle_lk.errors
 
 __all__ = ["export_model", "ExportVerificationError", "run_paddle_inference", "run_onnxruntime",
@@ -89,7 +90,8 @@ def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with
         ops.load_op()  # raises OpBuildError with the reason when the op cannot be built here
     paddle.set_device("cpu")
     model = build_model(cfg, load_pretrained=not weights)
-    used = load_model_weights(model, weights, prefer_ema=use_ema) if weights else "Arch.pretrained / random init"
+    used = load_checkpoint(model, weights, use_ema=use_ema, log=log.info).source if weights \
+        else "Arch.pretrained / random init"
     model.eval()
     shape = list(cfg["Global"]["image_shape"])
     x = np.random.RandomState(0).standard_normal([batch] + shape).astype("float32")

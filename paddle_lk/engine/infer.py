@@ -7,7 +7,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .builder import build_model, load_model_weights
+from ..checkpoint import load_checkpoint
+from .builder import build_model
 from .config import ConfigError
 from .data import class_names_for, image_paths, load_image
 from .transforms import build_transforms, to_chw_float
@@ -38,7 +39,7 @@ def predict(cfg: Dict[str, Any], weights: Optional[str], source: Optional[str] =
     files = image_paths(source)
     model = build_model(cfg, load_pretrained=not weights)
     if weights:
-        load_model_weights(model, weights, prefer_ema=use_ema)
+        load_checkpoint(model, weights, use_ema=use_ema)
     model.eval()
     channels = cfg["Global"]["image_shape"][0]
     results: List[Dict[str, Any]] = []

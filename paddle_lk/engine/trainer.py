@@ -19,7 +19,8 @@ import paddle.distributed as dist
 import paddle.nn as nn
 import yaml
 
-from .builder import build_loss, build_model, load_model_weights, num_classes_of, parse_topk
+from ..checkpoint import load_checkpoint
+from .builder import build_loss, build_model, num_classes_of, parse_topk
 from .checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST, load_checkpoint_file, \
     optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, resolve_resume, save_checkpoint
 from .config import ConfigError
@@ -140,26 +141,10 @@ class Trainer:
                 self.log.warning("Global.sync_bn ignored on CPU: SyncBatchNorm needs GPUs")
 
     def _load_init_weights(self, path: str) -> None:
-        """Fine-tuning init: matching tensors are loaded, shape-mismatched ones (a new head) skipped."""
-        from .checkpoint import resolve_weights
-
-        path = resolve_weights(path)
-        state = load_checkpoint_file(path) if path.endswith(CKPT_EXT) else None
-        if state is None:
-            # .pdparams / official .pth through the converters; a differing classifier (22K -> 1K) is dropped.
-            from paddle_lk.convert import load_weights
-
-            report = load_weights(self.net, path, drop_head=True)
-            self.log.info(f"initialised from {path}: {report}")
-            return
-        state = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
-        own = self.net.state_dict()
-        skipped = [k for k in own if k in state and list(state[k].shape) != list(own[k].shape)]
-        missing = [k for k in own if k not in state]
-        keep = {k: v for k, v in state.items() if k in own and k not in skipped}
-        self.net.set_state_dict(keep)
-        self.log.info(f"initialised from {path}: {len(keep)} tensors; re-initialised (shape changed) {skipped}; "
-                      f"not in file {missing[:10]}")
+        """Fine-tuning init: every tensor loads (EMA weights of a training checkpoint when it has them);
+        a classifier of another size (22K -> 1K, a new label set) is dropped, with a log line."""
+        report = load_checkpoint(self.net, path, use_ema=None, log=self.log.info)
+        self.log.info(f"initialised from {report.source}: {report}")
 
     def _state(self, epoch: int, batch: int) -> Dict[str, Any]:
         return {
@@ -438,8 +423,8 @@ class Trainer:
         self.num_classes = num_classes_of(cfg)
         net = build_model(cfg, load_pretrained=not weights)
         if weights:
-            used = load_model_weights(net, weights, prefer_ema=use_ema)
-            self.log.info(f"evaluating {used}")
+            report = load_checkpoint(net, weights, use_ema=use_ema, log=self.log.info)
+            self.log.info(f"evaluating {report.source}")
         loss_fn = build_loss(cfg, "Eval", self.num_classes)
         return evaluate(net, loader, loss_fn, parse_topk(cfg, "Eval"), self.world_size, self.amp,
                         self.g["use_tqdm"] and self.rank == 0)

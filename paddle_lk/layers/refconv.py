@@ -1,5 +1,9 @@
 """RefConv: refocusing learning over a frozen pretrained kernel (W + convmap(W)).
 
+Follows "RefConv: Re-parameterized Refocusing Convolution for Powerful ConvNets" (Cai, Ding et al.,
+2023; official code: Aiyuan-Cai/RefConv, ``RepConv``). This module is also RefConv's family file:
+the layer, :func:`refocus`, and the checkpoint adapter for single-layer RefConv checkpoints.
+
 The base kernel ``weight`` is a persistable buffer (frozen, saved in the state dict); the
 refocusing conv ``convmap`` treats each 2-D slice of the kernel as a channel of an image of
 size k x k and transforms it. ``convmap`` connects the slices that belong to one output group,
@@ -7,15 +11,18 @@ exactly as the official ``RepConv`` does for depthwise, group-wise and dense con
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..ops import depthwise_conv2d
+from ..registry import Family, register_family
 from ..reparam import Reparameterizable
+from .lk_conv import DepthwiseConv2D
 
-__all__ = ["RefConv", "refocus"]
+__all__ = ["RefConv", "refocus", "refocus_shapes", "RefConvFamily"]
 
 
 class RefConv(nn.Layer, Reparameterizable):
@@ -57,17 +64,25 @@ class RefConv(nn.Layer, Reparameterizable):
         base = self.weight.reshape([1, self.num_2d_kernels, k, k])
         return self.weight + self.convmap(base).reshape(self.origin_kernel_shape)
 
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.in_channels == self.out_channels and self.groups > 1
+
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.conv2d(x, self.refocused_kernel(), self.bias, stride=self.stride,
-                        padding=self.padding, groups=self.groups)
+        """``x``: ``[N, in_channels, H, W]`` -> ``[N, out_channels, H', W']`` (stride and padding as set)."""
+        kernel = self.refocused_kernel()
+        if self.is_depthwise:  # the large-kernel dispatcher: the fast op where it applies
+            return depthwise_conv2d(x, kernel, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, kernel, self.bias, stride=self.stride, padding=self.padding, groups=self.groups)
 
     def reparameterize(self) -> nn.Conv2D:
-        """An ``nn.Conv2D`` with the refocused kernel baked in (trainable again, as any conv)."""
+        """A conv with the refocused kernel baked in (trainable again, as any conv): a
+        :class:`DepthwiseConv2D` (through the dispatcher) for a depthwise RefConv, else ``nn.Conv2D``."""
         with paddle.no_grad():
             kernel = self.refocused_kernel()
-        conv = nn.Conv2D(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                         padding=self.padding, groups=self.groups,
-                         bias_attr=None if self.bias is not None else False)
+        cls = DepthwiseConv2D if self.is_depthwise else nn.Conv2D
+        conv = cls(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding,
+                   groups=self.groups, bias_attr=None if self.bias is not None else False)
         conv.weight.set_value(kernel.detach())
         if self.bias is not None:
             conv.bias.set_value(self.bias.detach())
@@ -117,3 +132,47 @@ def refocus(model: nn.Layer, map_k: int = 3, zero_init: bool = True, min_kernel:
         return ref
 
     return convert(model)
+
+
+def refocus_shapes(model: nn.Layer, map_k: int, min_kernel: int) -> Dict[str, Tuple[int, ...]]:
+    """``{"<conv>.convmap.weight": shape}`` that :func:`refocus` would add to ``model`` (works on a lazily
+    built model, whose kernels cannot be copied)."""
+    shapes = {}
+    for name, layer in model.named_sublayers():
+        if not _refocusable(layer, min_kernel):
+            continue
+        stride = layer._stride
+        if isinstance(stride, (list, tuple)) and stride[0] != stride[1]:
+            continue
+        k, groups = layer._kernel_size[0], layer._groups
+        n2d = layer._out_channels * layer._in_channels // groups
+        mk = min(map_k, k)
+        shapes[f"{name}.convmap.weight"] = (n2d, groups, mk, mk)
+    return shapes
+
+
+class RefConvFamily(Family):
+    """Checkpoint adapter of single-layer RefConv checkpoints (the official ``RepConv``: ``weight``,
+    ``convmap.weight``, optional ``bias``); refocused whole models are detected as their own family."""
+
+    name = "refconv"
+    display_name = "RefConv"
+    model_cls = RefConv
+    head_keys = ()
+    in_chans_arg = "in_channels"
+    variant_fields = ("in_channels", "out_channels", "kernel_size", "groups", "map_k")
+
+    def claims(self, shapes: Mapping[str, Tuple[int, ...]]) -> bool:
+        return "convmap.weight" in shapes and "weight" in shapes and set(shapes) <= {"weight", "convmap.weight", "bias"}
+
+    def config_from_shapes(self, shapes: Mapping[str, Tuple[int, ...]]) -> Dict[str, Any]:
+        w, cm = shapes["weight"], shapes["convmap.weight"]
+        groups = cm[1]  # convmap has num_2d_kernels / (in*out/groups^2) = groups input channels per group
+        return dict(in_channels=w[1] * groups, out_channels=w[0], kernel_size=w[-1], groups=groups,
+                    map_k=cm[-1], bias="bias" in shapes)
+
+    def probe_shape(self, config: Mapping[str, Any]) -> Tuple[int, int, int]:
+        return (int(config["in_channels"]), 16, 16)
+
+
+register_family(RefConvFamily())

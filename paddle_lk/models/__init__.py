@@ -1,7 +1,15 @@
-"""Model families; importing registers every variant with :mod:`paddle_lk.registry`."""
+"""Model families; importing registers every family and variant with :mod:`paddle_lk.registry`.
+
+Each family is one file (blocks, model, variant table, checkpoint adapter, constructors):
+:mod:`.replknet`, :mod:`.van` (and RefConv's :mod:`paddle_lk.layers.refconv`). ``create_model`` and
+the constructors share one builder (:mod:`._builder`); every model follows :class:`._base.LKNetBase`.
+"""
+from ._base import LKNetBase, normalize_out_indices, resolve_num_classes
+from ._builder import build_model_with_cfg, create_model, load_pretrained
 from .replknet import (RepLKNet, RepLKNet3, RepLKNet7, RepLKNet13, RepLKNet25, RepLKNet31B, RepLKNet31L,
                        RepLKNetXL)
 from .van import VAN, VAN_b0, VAN_b1, VAN_b2, VAN_b3, VAN_b4, VAN_b5, VAN_b6
 
-__all__ = ["RepLKNet", "RepLKNet3", "RepLKNet7", "RepLKNet13", "RepLKNet25", "RepLKNet31B", "RepLKNet31L",
-           "RepLKNetXL", "VAN"] + [f"VAN_b{i}" for i in range(7)]
+__all__ = ["LKNetBase", "normalize_out_indices", "resolve_num_classes", "create_model", "build_model_with_cfg",
+           "load_pretrained", "RepLKNet", "RepLKNet3", "RepLKNet7", "RepLKNet13", "RepLKNet25", "RepLKNet31B",
+           "RepLKNet31L", "RepLKNetXL", "VAN"] + [f"VAN_b{i}" for i in range(7)]

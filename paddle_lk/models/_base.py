@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 import paddle
 import paddle.nn as nn
 
-__all__ = ["LKNetBase", "normalize_out_indices", "resolve_num_classes", "DEFAULT_STRIDES"]
+__all__ = ["LKNetBase", "normalize_out_indices", "resolve_num_classes", "classifier_classes", "DEFAULT_STRIDES"]
 
 DEFAULT_STRIDES = (4, 8, 16, 32)
 
@@ -69,6 +69,21 @@ def resolve_num_classes(num_classes: Optional[int], class_num: Optional[int], de
     return value
 
 
+def classifier_classes(num_classes: Optional[int], out_indices: Optional[Tuple[int, ...]]) -> int:
+    """The class count a model builds its classifier for: 0 in features mode (no classifier); else
+    ``num_classes``, which must be an int >= 0 (0 = pooled features).
+
+    Raises:
+        ValueError: ``num_classes`` None or negative outside features mode.
+    """
+    if out_indices is not None:
+        return 0
+    if num_classes is None or isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes={num_classes!r}: give the number of classes, 0 for pooled features, "
+                         f"or out_indices for feature maps")
+    return num_classes
+
+
 class LKNetBase(nn.Layer):
     """Shared part of the model contract; see the module docstring for what a family provides."""
 
@@ -93,12 +108,14 @@ class LKNetBase(nn.Layer):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        """Parameter groups for layer-wise lr decay (timm's format).
+        """Parameter groups for layer-wise lr decay (timm's format, read by the training engine).
 
-        ``{"stem": regex, "blocks": [(regex, fixed) ...]}``: a parameter matching ``stem`` is layer 0;
-        for ``blocks`` the regex groups are ``(stage, block)`` (or ``fixed`` gives them; a block of
-        ``-1`` marks a downsampling layer, which belongs to the stage it feeds); anything else is on
-        top (final norm, head). ``coarse=True`` groups by stage only.
+        ``{"stem": regex, "blocks": [(regex, suffix) ...], "stage_base": 0}``: a parameter matching
+        ``stem`` is layer 0; for the first ``blocks`` regex that matches, its integer groups followed by
+        ``suffix`` (a tuple, or None) give ``(stage, block)``: block ``-1`` means the first group of that
+        stage (a downsampling layer that starts it), ``99999`` its last group (a layer that ends it);
+        ``stage_base`` is the number of the first stage in parameter names (VAN counts from 1).
+        Anything unmatched (final norm, head) is on top. ``coarse=True`` groups by stage only.
         """
         raise NotImplementedError
 

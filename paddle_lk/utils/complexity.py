@@ -9,6 +9,8 @@ import paddle
 import paddle.nn as nn
 from paddle.hapi.dynamic_flops import count_convNd
 
+from ..layers import DepthwiseConv2D, RefConv
+
 __all__ = ["count_flops"]
 
 
@@ -24,8 +26,6 @@ def count_flops(model: nn.Layer, input_size: Sequence[int] = (1, 3, 224, 224)) -
     ``paddle.flops`` matches layers by exact type, so the subclasses paddle_lk uses
     (``DepthwiseConv2D``, ``RefConv``) are registered explicitly.
     """
-    from ..layers import DepthwiseConv2D, RefConv
-
     custom = {DepthwiseConv2D: count_convNd, RefConv: _count_refconv}
     was_training = model.training
     model.eval()

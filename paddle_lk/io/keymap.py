@@ -1,4 +1,6 @@
-"""Key maps: one rule table per checkpoint family, applied by one framework.
+"""Key maps: the framework that maps checkpoint keys, and the two family-independent maps.
+
+Each model family registers its own rule table next to its model (``paddle_lk/models/<family>.py``).
 
 A :class:`KeyMap` is an ordered list of :class:`Rule` s (regex -> new name, or drop with a
 reason, plus an optional tensor transform). The framework (:meth:`KeyMap.convert`) first
@@ -16,7 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["Rule", "KeyMap", "ConvertedState", "KEYMAPS", "get_keymap", "guess_keymap", "prepare_keys",
-           "DOWNSTREAM_PREFIX"]
+           "register_keymap", "DOWNSTREAM_PREFIX", "TORCH_BN_RULES", "TORCH_BN_KEY", "GENERIC_KEYMAPS"]
 
 Shape = Tuple[int, ...]
 DOWNSTREAM_PREFIX = "backbone."
@@ -113,18 +115,15 @@ class KeyMap:
         rules: tried in order, first full match wins; unmatched keys keep their name.
         signature: regexes that must all match some key for :func:`guess_keymap` to pick this map.
         forbidden: regexes none of which may match (e.g. torch BN names in a Paddle layout).
-        families: model families (``replknet``, ``van``, ``refconv``, ``generic``) it applies to.
         rank: ``(regex, ndim)``: keys matching the regex must have that many dims (needs shapes).
     """
 
     def __init__(self, name: str, description: str, rules: Sequence[Rule], signature: Sequence[str] = (),
-                 forbidden: Sequence[str] = (), families: Sequence[str] = ("generic",),
-                 rank: Optional[Tuple[str, int]] = None) -> None:
+                 forbidden: Sequence[str] = (), rank: Optional[Tuple[str, int]] = None) -> None:
         self.name, self.description = name, description
         self.rules = list(rules)
         self.signature = [re.compile(p) for p in signature]
         self.forbidden = [re.compile(p) for p in forbidden]
-        self.families = tuple(families)
         self.rank = (re.compile(rank[0]), rank[1]) if rank else None
 
     def __repr__(self) -> str:
@@ -178,46 +177,32 @@ class KeyMap:
 
 
 # Rules every PyTorch checkpoint needs: BN statistics renamed, the BN step counter dropped.
-_TORCH_BN = [
+TORCH_BN_RULES = [
     Rule(r".*\.num_batches_tracked", None, reason="BatchNorm step counter (Paddle has none)"),
     Rule(r"(.*)\.running_mean", r"\1._mean"),
     Rule(r"(.*)\.running_var", r"\1._variance"),
 ]
-_TORCH_BN_KEY = r".*\.running_(mean|var)"
+TORCH_BN_KEY = r".*\.running_(mean|var)"
 
 KEYMAPS: Dict[str, KeyMap] = collections.OrderedDict()
 
 
-def _register(km: KeyMap) -> KeyMap:
+def register_keymap(km: KeyMap) -> KeyMap:
+    """Add a key map (families register theirs in their own module); the name must be new."""
+    if km.name in KEYMAPS and KEYMAPS[km.name] is not km:
+        raise ValueError(f"key map '{km.name}' is already registered")
     KEYMAPS[km.name] = km
     return km
 
 
-_register(KeyMap(
-    "replknet", "official RepLKNet (train form, merged lkb_reparam form, SyncBN, downstream backbone)",
-    _TORCH_BN + [Rule(r"head\.weight", transform="linear")],
-    signature=[r"stem\.0\.conv\.weight", r"stages\.0\.blocks\.0\.large_kernel\..*"],
-    forbidden=[r".*\._mean"], families=("replknet",)))
-_register(KeyMap(
-    "van", "official VAN (VAN-Classification, optionally wrapped in 'state_dict')",
-    _TORCH_BN + [Rule(r"head\.weight", transform="linear")],
-    signature=[r"patch_embed1\.proj\.weight", r"block1\.0\.attn\.spatial_gating_unit\.conv0\.weight",
-               _TORCH_BN_KEY],
-    families=("van",)))
-_register(KeyMap(
-    "van_paddleclas", "PaddleClas VAN_B0-B3 .pdparams (layer scales stored as [C, 1, 1])",
-    [Rule(r"(.*\.layer_scale_[12])", transform="flatten")],
-    signature=[r"patch_embed1\.proj\.weight", r"block1\.0\.attn\.spatial_gating_unit\.conv0\.weight",
-               r".*\._mean"],
-    forbidden=[_TORCH_BN_KEY], families=("van",), rank=(r".*\.layer_scale_[12]", 3)))
-_register(KeyMap(
+register_keymap(KeyMap(
     "torch_generic", "any PyTorch model whose module tree matches the Paddle one (RefConv layers and "
                      "refocused models included): BN renamed, 2-D Linear weights transposed",
-    _TORCH_BN + [Rule(r"(.*\.)?weight", transform="linear")],
-    signature=[], forbidden=[r".*\._mean"], families=("refconv", "generic")))
-_register(KeyMap(
+    TORCH_BN_RULES + [Rule(r"(.*\.)?weight", transform="linear")],
+    signature=[], forbidden=[r".*\._mean"]))
+register_keymap(KeyMap(
     "paddle", "Paddle state dict already in paddle_lk layout (e.g. a converted .pdparams)", [],
-    signature=[], forbidden=[_TORCH_BN_KEY], families=("replknet", "van", "refconv", "generic")))
+    signature=[], forbidden=[TORCH_BN_KEY]))
 
 
 def get_keymap(name: str) -> KeyMap:
@@ -237,3 +222,6 @@ def guess_keymap(shapes: Mapping[str, Sequence[int]], paddle_layout: bool = Fals
         if km.signature and km.matches(names, norm_shapes):
             return km
     return KEYMAPS["paddle" if paddle_layout else "torch_generic"]
+
+
+GENERIC_KEYMAPS = ("torch_generic", "paddle")

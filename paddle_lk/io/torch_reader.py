@@ -239,6 +239,8 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("_codecs", "encode"): _codecs_encode,
         ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
         ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
+        # paddle.save pickles each tensor as tuple((name, ndarray)): building a tuple runs nothing.
+        ("builtins", "tuple"): tuple, ("__builtin__", "tuple"): tuple,
     }
     for name, dtype in STORAGE_DTYPES.items():
         table[("torch", name)] = _StorageType(name, dtype)

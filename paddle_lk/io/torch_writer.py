@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.io import atomic_path
+from .atomic import atomic_path
 from .torch_reader import LEGACY_MAGIC, LEGACY_PROTOCOL
 
 __all__ = ["TensorView", "TorchParameter", "save_torch_checkpoint"]
