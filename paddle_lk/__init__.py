@@ -7,7 +7,8 @@ from .errors import PaddleLKError
 from .layers.refconv import RefConv, refocus
 from .models import create_model
 from .registry import list_models, model_info, register_model
-from .reparam import Reparameterizable, reparameterize
+from .layers.reparam import Reparameterizable, reparameterize
+from . import reparam
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "load_checkpoint", "detect_architecture",
            "reparameterize", "Reparameterizable", "RefConv", "refocus", "PaddleLKError", "layers", "models", "ops",

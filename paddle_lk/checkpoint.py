@@ -24,14 +24,14 @@ import paddle.nn as nn
 from .errors import CheckpointError, DetectionError, WeightMismatchError
 from .io.keymap import ConvertedState, KeyMap, get_keymap, guess_keymap
 from .io.torch_reader import read_checkpoint_file, unwrap_state_dict
-from .layers.refconv import refocus, refocus_shapes
+from .layers.refconv import refocus, refocus_shapes, split_refocused
 from .registry import Family, family_of_model, family_of_shapes, get_family, match_variant, model_cfg, \
     model_entrypoint, require_family_of_shapes
-from .reparam import reparameterize
+from .layers.reparam import reparameterize
 
 __all__ = ["load_checkpoint", "read_state", "resolve_weights", "LoadReport", "LoadedState", "DetectedArch",
            "detect_architecture", "match_state", "lazy_state_shapes", "shapes_of", "state_shapes", "CKPT_EXT", "LATEST", "BEST",
-           "BEST_WEIGHTS", "CONVMAP_SUFFIX"]
+           "BEST_WEIGHTS"]
 
 logger = logging.getLogger("paddle_lk")
 
@@ -43,7 +43,6 @@ CKPT_EXT = ".pdckpt"
 LATEST = "latest" + CKPT_EXT
 BEST = "best" + CKPT_EXT
 BEST_WEIGHTS = "best_model.pdparams"
-CONVMAP_SUFFIX = ".convmap.weight"
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -155,16 +154,6 @@ def read_state(source: StateSource, use_ema: Optional[bool] = False, allow_unkno
 
 
 # ------------------------------------------------------------------------------------------ detection
-def _split_refocus(shapes: Mapping[str, Shape]) -> Tuple[Dict[str, Shape], Optional[Dict[str, int]]]:
-    """(shapes without RefConv ``convmap`` keys, refocus settings or None) of a refocused model."""
-    maps = [k for k in shapes if k.endswith(CONVMAP_SUFFIX)]
-    base = {k: v for k, v in shapes.items() if not k.endswith(CONVMAP_SUFFIX)}
-    if not maps or set(shapes) <= {"weight", "convmap.weight", "bias"}:  # a bare RefConv layer
-        return dict(shapes), None
-    kernels = [shapes[k[: -len(CONVMAP_SUFFIX)] + ".weight"][-1] for k in maps]
-    return base, dict(map_k=shapes[maps[0]][-1], min_kernel=min(kernels))
-
-
 @dataclasses.dataclass
 class DetectedArch:
     """What a checkpoint holds: family, registered variant (or None), full config, form.
@@ -232,7 +221,7 @@ class DetectedArch:
         with paddle.LazyGuard():
             base = self.build(num_classes=num_classes, refocused=False)
         shapes = state_shapes(base)
-        if self.refocus:  # refocus() copies kernels (impossible on lazy parameters): add convmap shapes
+        if self.refocus:  # refocus() copies kernels (impossible on lazy parameters): add the refocusing convs
             shapes.update(refocus_shapes(base, self.refocus["map_k"], self.refocus["min_kernel"]))
         return shapes
 
@@ -252,7 +241,7 @@ def detect_architecture(state: Mapping[str, Any], keymap: Optional[str] = None,
     shapes = shapes_of(state)
     km: KeyMap = get_keymap(keymap) if keymap else guess_keymap(shapes, paddle_layout)
     converted = km.convert_shapes(shapes)
-    base, refocus_cfg = _split_refocus(converted.tensors)  # type: ignore[arg-type]
+    base, refocus_cfg = split_refocused(converted.tensors)  # type: ignore[arg-type]
     family = require_family_of_shapes(base)
     cfg = family.config_from_shapes(base)
     return DetectedArch(family.name, match_variant(family, cfg), cfg, km.name, refocus_cfg, converted.skipped)
@@ -438,7 +427,7 @@ def load_checkpoint(model: nn.Layer, source: StateSource, use_ema: Optional[bool
     mapped = km.convert(st.tensors)
     own = state_shapes(model)
     md_family = family_of_model(model)
-    ck_shapes, _ = _split_refocus(shapes_of(mapped.tensors))
+    ck_shapes, _ = split_refocused(shapes_of(mapped.tensors))
     ck_family = family_of_shapes(ck_shapes)
     if ck_family is not None and md_family is not None and ck_family is not md_family:
         raise WeightMismatchError(

@@ -152,7 +152,7 @@ class Family:
         return all(_same(arch[f], config.get(f)) for f in self.variant_fields if f in arch)
 
     def describe_config(self, config: Mapping[str, Any]) -> str:
-        """The fields that define a variant, for messages (``embed_dims=[32, 64, 160, 256] ...``)."""
+        """The fields that define a variant, for messages (``depths=[3, 3, 5, 2] ...``)."""
         return " ".join(f"{f}={_plain(config.get(f))}" for f in self.variant_fields if f in config)
 
     def variants(self) -> List[str]:

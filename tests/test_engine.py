@@ -84,11 +84,11 @@ def test_shipped_configs_validate(path):
         build_transforms(cfg["DataLoader"][split]["dataset"]["transform_ops"], f"DataLoader.{split}")
     build_mixup(cfg["DataLoader"]["Train"]["dataset"].get("batch_transform_ops"), "b")
     # Arch keys are checked against the constructor without building the (large) model.
-    from paddle_lk.engine.builder import _constructor_params
+    from paddle_lk.engine.builder import constructor_params
     from paddle_lk.registry import list_models
 
     if cfg["Arch"]["name"] in list_models():
-        valid = _constructor_params(cfg["Arch"]["name"])
+        valid = constructor_params(cfg["Arch"]["name"])
         assert all(k in valid + ["name", "pretrained", "refocus"] for k in cfg["Arch"]), cfg["Arch"]
 
 
@@ -228,7 +228,7 @@ def test_weight_decay_split_and_layer_decay():
     assert any("layer_scale" in n for n in names) and any(n.endswith("bias") for n in names)
     assert all(len(p.shape) > 1 for p in decay)
     narrow = paddle_lk.create_model("RepLKNet31B", class_num=3, channels=[4, 4, 4, 4])  # 31B's depth, cheap
-    ids = layer_ids([n for n, _ in narrow.named_parameters()])
+    ids = layer_ids(narrow)
     assert ids["stem.0.conv.weight"] == 0 and ids["head.weight"] == 13
     assert ids["stages.2.blocks.0.pw1.conv.weight"] == 3 and ids["stages.3.blocks.0.pw1.conv.weight"] == 12
 

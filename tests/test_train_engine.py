@@ -107,12 +107,13 @@ def test_train_eval_infer_export(tmp_path, capsys):
     assert not [p for p in inf.iterdir() if p.name.startswith(".export.")]  # temp dir cleaned up
 
     # Independent check of the deploy files against the trained weights.
-    from paddle_lk.engine.builder import build_model, load_model_weights
+    from paddle_lk import load_checkpoint
+    from paddle_lk.engine.builder import build_model
     from paddle_lk.engine.config import load_config
     from paddle_lk.engine.export import run_onnxruntime, run_paddle_inference
 
     model = build_model(load_config(str(cfg)))
-    load_model_weights(model, str(out))
+    load_checkpoint(model, str(out))
     model.eval()
     x = np.random.RandomState(5).rand(3, 3, 16, 16).astype("float32")
     ref = model(paddle.to_tensor(x)).numpy()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import io
 import json
 import os
@@ -31,8 +30,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..utils import state_dict_mismatches
-from ..utils.io import atomic_path
+from ..checkpoint import load_checkpoint
+from ..errors import closest
+from ..io.atomic import atomic_path
+from ..models import create_model
+from ..registry import list_models
+from ..reparam import reparameterize
 
 __all__ = ["ERF_THRESHOLDS", "ERFResult", "SKIMAGE_PHOTOS", "sample_images", "load_images", "preprocess",
            "erf_model_names", "build_erf_model", "input_gradient_map", "compute_erf", "normalize_erf",
@@ -164,8 +167,6 @@ def preprocess(img: np.ndarray, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- models
 def erf_model_names() -> List[str]:
     """Names accepted by :func:`build_erf_model`: every paddle_lk model and the paddle.vision ResNets."""
-    from ..registry import list_models
-
     return list_models() + [f"resnet{d}" for d in _RESNET_DEPTHS]
 
 
@@ -181,18 +182,6 @@ class _LastFeature(nn.Layer):
         return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-def _load_resnet_weights(model: nn.Layer, path: str) -> None:
-    # The feature-only ResNet has no fc: ignore the checkpoint's classifier, require everything else.
-    state = paddle.load(path)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    missing, bad = state_dict_mismatches(model, state)
-    if missing or bad:
-        raise ValueError(f"{path}: not a weights file for this ResNet (missing {missing[:5]}, "
-                         f"shape mismatch {bad[:5]})")
-    model.set_state_dict({k: state[k] for k in model.state_dict()})
-
-
 def _resnet_depth(name: str) -> Optional[int]:
     lower = name.lower()
     return int(lower[6:]) if lower.startswith("resnet") and lower[6:].isdigit() else None
@@ -200,8 +189,6 @@ def _resnet_depth(name: str) -> Optional[int]:
 
 def _check_model_name(name: str) -> None:
     """KeyError with close matches unless ``name`` is a paddle_lk model or a paddle.vision ResNet."""
-    from ..registry import list_models
-
     depth = _resnet_depth(name)
     if depth is not None:
         if depth not in _RESNET_DEPTHS:
@@ -209,7 +196,7 @@ def _check_model_name(name: str) -> None:
                            f"{', '.join(f'resnet{d}' for d in _RESNET_DEPTHS)}")
         return
     if name not in list_models():
-        close = difflib.get_close_matches(name, erf_model_names(), n=3, cutoff=0.5)
+        close = closest(name, erf_model_names())
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"unknown model '{name}'{hint} (paddle_lk models or resnet18..152)")
 
@@ -222,9 +209,6 @@ def build_erf_model(name: str, weights: Optional[str] = None) -> Tuple[nn.Layer,
     ``paddle.vision`` (without pooling and classifier). ``weights`` is a file (paddle_lk models accept
     ``.pdparams`` and official ``.pth``; ResNets ``.pdparams``); ``None`` keeps the random init.
     """
-    from ..registry import create_model
-    from ..reparam import reparameterize
-
     _check_model_name(name)
     if weights is not None and not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file '{weights}' not found")
@@ -232,8 +216,8 @@ def build_erf_model(name: str, weights: Optional[str] = None) -> Tuple[nn.Layer,
     depth = _resnet_depth(name)
     if depth is not None:
         model = getattr(paddle.vision.models, f"resnet{depth}")(pretrained=False, num_classes=0, with_pool=False)
-        if weights:
-            _load_resnet_weights(model, weights)
+        if weights:  # the feature-only ResNet has no fc: the checkpoint's classifier is skipped
+            load_checkpoint(model, weights)
         model.eval()
         return model, label
     # Every paddle_lk family has four stages; feature mode skips the classifier (and its checkpoint keys).

@@ -24,7 +24,7 @@ from ..io.pdparams import write_pdparams
 from ..io.torch_reader import read_checkpoint_file, unwrap_state_dict
 from ..models import create_model
 from ..registry import get_family, model_cfg
-from ..reparam import reparameterize
+from ..layers.reparam import reparameterize
 
 __all__ = ["read_checkpoint", "convert_state_dict", "map_shapes", "check_shapes", "load_torch_weights",
            "convert_checkpoint", "ConvertSummary"]

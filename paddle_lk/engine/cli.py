@@ -15,6 +15,13 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..errors import ExportVerificationError, OpBuildError
+from .config import ConfigError, DataError, load_config, load_yaml
+from .export import export_model
+from .infer import predict
+from .logger import setup_logger
+from .trainer import NonFiniteLossError, Trainer
+
 __all__ = ["main", "detect_kind"]
 
 MODES = ("train", "eval", "infer", "export")
@@ -92,8 +99,6 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .config import ConfigError, DataError, load_config, load_yaml
-
     config_path = _pre_config(argv)
     if config_path and os.path.isfile(config_path):
         try:
@@ -104,14 +109,9 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
             return _delegate(kind, mode, argv)
     args = _parser(mode).parse_args(argv)
     overrides = [o for group in args.override for o in group]
-    from .export import ExportVerificationError
-    from .trainer import NonFiniteLossError
-
     try:
         cfg = load_config(args.config, overrides)
         if mode == "train":
-            from .trainer import Trainer
-
             summary = Trainer(cfg).train(resume=(cfg["Global"]["output_dir"] if args.resume == "" else args.resume))
             best = summary.get("best") or {}
             if best.get("top1", -1) >= 0:
@@ -121,16 +121,12 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
                 print(f"deploy model: {summary['export']['out_dir']}")
             return 0
         if mode == "eval":
-            from .trainer import Trainer
-
             weights = args.weights or cfg["Global"].get("pretrained_model")
             result = Trainer(cfg).evaluate(weights, use_ema=args.ema)
             print(json.dumps(result) if args.json else
                   " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
             return 0
         if mode == "infer":
-            from .infer import predict
-
             results = predict(cfg, args.weights or cfg["Global"].get("pretrained_model"), args.input, args.topk,
                               use_ema=args.ema)
             if args.json:
@@ -141,9 +137,6 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
                                      zip(r["class_ids"], r["scores"], r["label_names"] or [None] * len(r["scores"])))
                     print(f"{r['file']}: {tops}")
             return 0
-        from .export import export_model
-        from .logger import setup_logger
-
         out = args.output or cfg["Global"]["save_inference_dir"]
         summary = export_model(cfg, args.weights or cfg["Global"].get("pretrained_model"), out,
                                with_custom_op=args.with_custom_op, onnx=args.onnx, verify=not args.no_verify,
@@ -157,8 +150,6 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     except RuntimeError as exc:
-        from paddle_lk.ops import OpBuildError
-
         # The custom op cannot be built/loaded here (--with-custom-op): a one-line reason, exit 2.
         if isinstance(exc, OpBuildError):
             return _fail(str(exc))

@@ -20,7 +20,9 @@ import paddle
 
 from ..io.atomic import atomic_path
 
+from .. import ops
 from ..checkpoint import load_checkpoint
+from ..layers.reparam import reparameterize
 from .builder import build_model
 from ..errors import ExportVerificationError  # noqa: F401 - defined in paddle_lk.errors
 
@@ -47,9 +49,7 @@ def run_paddle_inference(directory: str, x: np.ndarray, prefix: str = MODEL_PREF
     config.disable_gpu()
     config.disable_glog_info()
     # Registers the custom op first (and turns oneDNN off) when the program uses it.
-    from ..ops import create_predictor
-
-    predictor = create_predictor(config)
+    predictor = ops.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(x.shape))
     handle.copy_from_cpu(np.ascontiguousarray(x, dtype="float32"))
@@ -81,8 +81,6 @@ def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with
 
     Returns a summary with the files and the measured max output differences.
     """
-    from paddle_lk import ops, reparameterize
-
     log = logger or logging.getLogger("paddle_lk.engine")
     if with_custom_op and onnx:
         raise ValueError("--onnx with --with-custom-op: ONNX has no large-kernel custom op; export ONNX without it")

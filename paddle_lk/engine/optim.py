@@ -1,17 +1,19 @@
 """Optimizer and learning-rate schedule from the ``Optimizer`` section (Paddle's own classes).
 
-* AdamW (decoupled decay) or Momentum/SGD (L2 decay); no weight decay on norms, biases, layer
-  scales and other 1-D parameters (``one_dim_param_no_weight_decay``) nor on names matching
-  ``no_weight_decay_name``;
+* AdamW (decoupled decay) or Momentum/SGD (L2 decay); the parameters without weight decay are the
+  model's own ``no_weight_decay()`` (norms, biases, layer scales: the official recipes' rule; other
+  models: every 1-D parameter and bias) while ``one_dim_param_no_weight_decay`` is on, plus names
+  containing an entry of ``no_weight_decay_name``;
 * optional layer-wise lr decay (``layer_decay``, ConvNeXt/BEiT-style, used by the official
-  fine-tunes) through each parameter's ``optimize_attr['learning_rate']`` multiplier;
+  fine-tunes) through each parameter's ``optimize_attr['learning_rate']`` multiplier, with the layer
+  of each parameter taken from the model's ``group_matcher()``;
 * gradient clipping by global norm (``clip_norm``);
 * ``paddle.optimizer.lr.LinearWarmup`` over ``CosineAnnealingDecay``, stepped once per update.
 """
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -20,7 +22,6 @@ from .config import ConfigError
 
 __all__ = ["build_lr_scheduler", "build_optimizer", "split_decay_params", "layer_ids"]
 
-_DEFAULT_NO_DECAY = ("norm", "bn", "bias", "layer_scale", "gamma", "pos_embed")
 
 
 def build_lr_scheduler(cfg: Dict[str, Any], updates_per_epoch: int) -> paddle.optimizer.lr.LRScheduler:
@@ -47,8 +48,8 @@ def build_lr_scheduler(cfg: Dict[str, Any], updates_per_epoch: int) -> paddle.op
 
 def _no_decay_patterns(opt_cfg: Dict[str, Any]) -> List[str]:
     names = opt_cfg.get("no_weight_decay_name")
-    if names is None:
-        return list(_DEFAULT_NO_DECAY)
+    if not names:
+        return []
     return names.split() if isinstance(names, str) else [str(n) for n in names]
 
 
@@ -56,12 +57,17 @@ def split_decay_params(model: nn.Layer, opt_cfg: Dict[str, Any]
                        ) -> Tuple[List[paddle.Tensor], List[paddle.Tensor], List[str]]:
     """(decayed params, non-decayed params, non-decayed structured names) of the trainable params."""
     patterns = _no_decay_patterns(opt_cfg)
-    one_dim = opt_cfg.get("one_dim_param_no_weight_decay", True)
+    skip: Set[str] = set()
+    if opt_cfg.get("one_dim_param_no_weight_decay", True):
+        if hasattr(model, "no_weight_decay"):
+            skip = set(model.no_weight_decay())
+        else:
+            skip = {n for n, p in model.named_parameters() if len(p.shape) <= 1 or n.endswith(".bias")}
     decay, no_decay, no_decay_names = [], [], []
     for name, p in model.named_parameters():
         if p.stop_gradient:
             continue
-        if (one_dim and len(p.shape) <= 1) or any(pat in name for pat in patterns):
+        if name in skip or any(pat in name for pat in patterns):
             no_decay.append(p)
             no_decay_names.append(name)
         else:
@@ -69,62 +75,69 @@ def split_decay_params(model: nn.Layer, opt_cfg: Dict[str, Any]
     return decay, no_decay, no_decay_names
 
 
-_BLOCK_RE = re.compile(r"(?:_layers\.)?(?:stages\.(\d+)\.blocks\.(\d+)|block(\d+)\.(\d+))\.")
-_DOWN_RE = re.compile(r"(?:_layers\.)?(?:transitions\.(\d+)|patch_embed(\d+))\.")
-_STEM_RE = re.compile(r"(?:_layers\.)?(?:stem|patch_embed1)\.")
+_LAST = 99999  # group_matcher's "last group of its stage"
 
 
-def layer_ids(names: List[str]) -> Dict[str, int]:
-    """Depth id per parameter for layer-wise lr decay, ConvNeXt's 12-layer layout for 4 stages.
+def _positions(model: nn.Layer, names: List[str]) -> Dict[str, Any]:
+    """Per parameter: "stem", (stage, block) from the model's ``group_matcher()``, or "top"."""
+    if not hasattr(model, "group_matcher"):
+        raise ConfigError(f"Optimizer.layer_decay: {type(model).__name__} has no group_matcher() to assign "
+                          f"parameters to layers; remove layer_decay for this model")
+    matcher = model.group_matcher()
+    stem = re.compile(matcher["stem"])
+    entries = [(re.compile(rx), tuple(suffix or ())) for rx, suffix in matcher["blocks"]]
+    base = int(matcher.get("stage_base", 0))
+    out: Dict[str, Any] = {}
+    for name in names:
+        if stem.match(name):
+            out[name] = "stem"
+            continue
+        for rx, suffix in entries:
+            m = rx.match(name)
+            if m:
+                ints = tuple(int(g) for g in m.groups()) + suffix
+                out[name] = (ints[0] - base, ints[1] if len(ints) > 1 else 0)
+                break
+        else:
+            out[name] = "top"
+    return out
 
-    Stem 0; stage 0 -> 1, stage 1 -> 2, stage 2 split into 9 groups -> 3..11, stage 3 -> 12;
-    a downsampling layer goes with the stage it feeds; norm/head (everything else) on top.
-    Other stage counts: stage s -> s + 1.
+
+def layer_ids(model: nn.Layer) -> Dict[str, int]:
+    """Depth id per parameter for layer-wise lr decay: ConvNeXt/BEiT's 12-layer layout for 4 stages.
+
+    Stem 0; stage 0 -> 1, stage 1 -> 2, stage 2 split into 9 groups -> 3..11, stage 3 -> 12; a layer that
+    ``group_matcher`` puts at the start (block -1) or end (block 99999) of a stage takes that stage's
+    first or last id; norm/head (everything else) on top. Other stage counts: stage s -> s + 1.
     """
+    names = [n for n, _ in model.named_parameters()]
+    pos = _positions(model, names)
     blocks: Dict[int, int] = {}
-    for n in names:
-        m = _BLOCK_RE.match(n)
-        if m:
-            stage = int(m.group(1)) if m.group(1) is not None else int(m.group(3)) - 1
-            block = int(m.group(2)) if m.group(2) is not None else int(m.group(4))
-            blocks[stage] = max(blocks.get(stage, 0), block + 1)
-    num_stages = len(blocks)
-
-    def stage_first(stage: int) -> int:
-        return stage_id(stage, 0)
+    for p in pos.values():
+        if isinstance(p, tuple) and 0 <= p[1] < _LAST:
+            blocks[p[0]] = max(blocks.get(p[0], 0), p[1] + 1)
+    num_stages = getattr(model, "num_stages", len(blocks))
 
     def stage_id(stage: int, block: int) -> int:
-        if num_stages == 4:
-            if stage < 2:
-                return stage + 1
-            if stage == 2:
-                return 3 + block // -(-blocks[2] // 9)
-            return 12
-        return stage + 1
+        if num_stages != 4:
+            return stage + 1
+        if stage < 2:
+            return stage + 1
+        if stage == 2:
+            n = max(blocks.get(2, 1), 1)
+            block = 0 if block < 0 else min(block, n - 1)
+            return 3 + block // -(-n // 9)
+        return 12
 
     top = (12 if num_stages == 4 else num_stages) + 1
-    ids = {}
-    for n in names:
-        m, d = _BLOCK_RE.match(n), _DOWN_RE.match(n)
-        if _STEM_RE.match(n):
-            ids[n] = 0
-        elif m:
-            stage = int(m.group(1)) if m.group(1) is not None else int(m.group(3)) - 1
-            ids[n] = stage_id(stage, int(m.group(2)) if m.group(2) is not None else int(m.group(4)))
-        elif d:
-            # transitions.i feeds stage i + 1; patch_embed{k} (1-based) feeds stage k - 1.
-            ids[n] = stage_first(int(d.group(1)) + 1 if d.group(1) is not None else int(d.group(2)) - 1)
-        else:
-            ids[n] = top
-    return ids
+    return {n: 0 if p == "stem" else top if p == "top" else stage_id(*p) for n, p in pos.items()}
 
 
 def _apply_layer_decay(model: nn.Layer, decay_rate: float) -> None:
     """Scale each parameter's lr by ``decay_rate ** (top id - id)`` (ConvNeXt/BEiT fine-tuning)."""
-    params = dict(model.named_parameters())
-    ids = layer_ids(list(params))
+    ids = layer_ids(model)
     top = max(ids.values())
-    for n, p in params.items():
+    for n, p in model.named_parameters():
         p.optimize_attr["learning_rate"] = decay_rate ** (top - ids[n])
 
 

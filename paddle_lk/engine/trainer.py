@@ -26,6 +26,7 @@ from .checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST, load_checkpoint_fi
 from .config import ConfigError
 from .data import build_loader, build_mixup, check_data_exists, prepare_bundled_data
 from .ema import ModelEMA
+from .export import export_model
 from .logger import ScalarWriter, setup_logger
 from .optim import build_lr_scheduler, build_optimizer
 
@@ -266,8 +267,6 @@ class Trainer:
             # No eval: the final weights are what export/eval should use.
             save_checkpoint(self.net.state_dict(), os.path.join(self.output_dir, BEST_WEIGHTS))
         if g["export_after_train"] and self.rank == 0:
-            from .export import export_model
-
             # The output dir resolves to best_model.pdparams (best evaluated weights), else latest.
             summary["export"] = export_model(cfg, self.output_dir, g["save_inference_dir"], onnx=g["export_onnx"],
                                              logger=self.log)

@@ -12,15 +12,23 @@ import paddle
 import paddle.nn as nn
 import yaml
 
-from ..registry import PretrainedSpec, create_model
+from .. import ops
+from ..models import LKNetBase, create_model
+from ..registry import PretrainedSpec, get_family, list_models, model_cfg
 
 __all__ = ["BACKBONE_NAMES", "LKBackbone", "apply_overrides", "parse_override_value", "UsageError",
            "jit_save_portable", "MODES", "cli_parser", "run_cli"]
 
 MODES = ("train", "eval", "infer", "export")
 
-# The backbones exported to PaddleSeg and PaddleDetection (the issue's list).
-BACKBONE_NAMES: List[str] = ["RepLKNet31B", "RepLKNet31L", "RepLKNetXL"] + [f"VAN_b{i}" for i in range(7)]
+
+def backbone_names() -> List[str]:
+    """Registered variants usable as multi-scale backbones (every family whose model has features mode)."""
+    return [n for n in list_models() if issubclass(get_family(model_cfg(n).family).model_cls or object, LKNetBase)]
+
+
+# The backbones exported to PaddleSeg and PaddleDetection.
+BACKBONE_NAMES: List[str] = backbone_names()
 
 
 class UsageError(ValueError):
@@ -30,8 +38,9 @@ class UsageError(ValueError):
 class LKBackbone(nn.Layer):
     """A paddle_lk model in feature mode, shaped like a toolkit backbone.
 
-    ``forward(x)`` returns the feature maps of ``out_indices`` (NCHW, strides 4/8/16/32);
-    ``feat_channels`` lists their channels. ``pretrained`` is a path to ``.pdparams`` saved from a
+    ``forward(x)`` returns the feature maps of ``out_indices`` (NCHW, strides 4/8/16/32), always in stage
+    order: ``out_indices`` is normalised (sorted) once, so ``out_indices``, ``feat_channels``,
+    ``feat_strides`` and the toolkits' shape specs describe exactly what is returned. ``pretrained`` is a path to ``.pdparams`` saved from a
     paddle_lk model or an official ``.pth`` (both through :mod:`paddle_lk.convert`), or True for the
     hosted weights. The wrapped model is ``self.model``, so its keys are the paddle_lk keys prefixed
     with ``model.``.
@@ -47,12 +56,13 @@ class LKBackbone(nn.Layer):
             raise ValueError(f"unknown backbone '{arch}'; choose one of {BACKBONE_NAMES}")
         if isinstance(pretrained, str) and not pretrained:
             pretrained = None
-        # VAN spells the input channels in_chans; toolkits (PaddleSeg's builder) pass in_channels.
-        kwargs["in_chans" if arch.startswith("VAN") else "in_channels"] = in_channels
+        # Toolkits (PaddleSeg's builder) pass in_channels; every paddle_lk constructor takes in_chans.
+        kwargs["in_chans"] = in_channels
         self.arch = arch
-        self.out_indices = tuple(out_indices)
-        self.model = create_model(arch, pretrained=pretrained, out_indices=self.out_indices, **kwargs)
+        self.model = create_model(arch, pretrained=pretrained, out_indices=out_indices, **kwargs)
+        self.out_indices = tuple(self.model.out_indices)
         self.feat_channels: List[int] = list(self.model.feat_channels)
+        self.feat_strides: List[int] = [info["reduction"] for info in self.model.feature_info]
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         return self.model(x)
@@ -126,8 +136,6 @@ def check_file(path: Optional[str], what: str) -> str:
 def jit_save_portable(layer: nn.Layer, input_spec: list, prefix: str) -> None:
     """``paddle.jit.to_static`` + ``paddle.jit.save`` with the native depthwise op (the exported
     graph needs no custom op to load)."""
-    from .. import ops
-
     with ops.op_path("native"):
         static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
         paddle.jit.save(static, prefix)

@@ -24,13 +24,15 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from .. import ops
+from ..checkpoint import load_checkpoint
+from ..io.atomic import atomic_path, atomic_save
 from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, check_file, cli_parser, jit_save_portable,
                       parse_override_value, run_cli)
 
 __all__ = ["register", "BACKBONES", "load_det_config", "build_model", "train", "evaluate", "infer",
            "export", "main"]
 
-_STRIDES = (4, 8, 16, 32)
 BACKBONES: Dict[str, type] = {}
 
 
@@ -45,7 +47,7 @@ class _DetBackbone(LKBackbone):
     def out_shape(self):
         from ppdet.modeling.shape_spec import ShapeSpec
 
-        return [ShapeSpec(channels=c, stride=_STRIDES[i]) for c, i in zip(self.feat_channels, self.out_indices)]
+        return [ShapeSpec(channels=c, stride=s) for c, s in zip(self.feat_channels, self.feat_strides)]
 
 
 def _make(name: str) -> type:
@@ -323,13 +325,8 @@ def _weights_file(weights: str) -> str:
 
 
 def _eval_model(cfg, weights: str) -> nn.Layer:
-    from ppdet.utils.checkpoint import load_weight
-
     model = build_model(cfg)
-    try:
-        load_weight(model, _weights_file(weights))
-    except AssertionError as e:  # PaddleDetection reports unmatched keys with an assert
-        raise UsageError(f"--weights {weights} does not match the config's model: {e}") from None
+    load_checkpoint(model, _weights_file(weights))  # the one loader: same formats and messages as cls/seg
     model.eval()
     return model
 
@@ -384,8 +381,6 @@ def _class_names(cfg) -> Dict[int, str]:
 def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: float = 0.5) -> List[Dict[str, Any]]:
     """Detect, draw boxes (and masks) with PaddleDetection's visualizer, write ``output/<stem>.png``."""
     from PIL import Image
-
-    from ..utils import atomic_path
 
     model = _eval_model(cfg, weights)
     transforms = _test_transforms(cfg)
@@ -492,8 +487,6 @@ def export(cfg, weights: str, output: str) -> str:
     """``paddle.jit.save`` of the detector (post-process and NMS included) to ``output/model``,
     with the native depthwise op so the result loads anywhere, plus ``infer_cfg.yml``."""
     import yaml
-
-    from ..utils import atomic_path
 
     model = _eval_model(cfg, weights)
     os.makedirs(output, exist_ok=True)

@@ -28,7 +28,9 @@ import paddle
 import paddle.nn as nn
 import yaml
 
-from ..utils import state_dict_mismatches
+from .. import ops
+from ..checkpoint import load_checkpoint
+from ..io.atomic import atomic_path, atomic_save
 from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, apply_overrides, check_file, cli_parser,
                       jit_save_portable, run_cli)
 
@@ -133,17 +135,14 @@ def _builder(cfg):
 
 
 def _load_model_weights(model: nn.Layer, path: str) -> None:
-    state = paddle.load(check_file(path, "--weights"))
-    missing, bad = state_dict_mismatches(model, state)
-    if missing or bad:
-        raise UsageError(f"{path}: does not match the config's model (missing {missing[:5]}, "
-                         f"shape mismatches {bad[:5]})")
-    model.set_state_dict(state)
+    """The one loader (any weights format, the one mismatch message); a missing file is a usage error."""
+    try:
+        load_checkpoint(model, path)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--weights: {exc}") from None
 
 
 def _save_state(model: nn.Layer, path: str) -> None:
-    from ..utils import atomic_save
-
     atomic_save(model.state_dict(), path)
 
 
@@ -285,8 +284,6 @@ def infer(cfg, weights: str, images: Sequence[str], output: str) -> List[str]:
     from paddleseg.core import infer as seg_infer
     from paddleseg.transforms import Compose
 
-    from ..utils import atomic_path
-
     builder = _builder(cfg)
     model = builder.model
     _load_model_weights(model, weights)
@@ -336,8 +333,6 @@ def export(cfg, weights: str, output: str, input_shape: Optional[Sequence[int]] 
     deploy = {"Deploy": {"model": "model" + _model_suffix(prefix), "params": "model.pdiparams",
                          "transforms": cfg.val_dataset_cfg.get("transforms", []), "input_shape": shape,
                          "output_op": "argmax"}}
-    from ..utils import atomic_path
-
     with atomic_path(os.path.join(output, "deploy.yaml")) as tmp:
         with open(tmp, "w") as f:
             yaml.safe_dump(deploy, f, sort_keys=False)

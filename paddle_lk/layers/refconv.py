@@ -19,10 +19,10 @@ import paddle.nn.functional as F
 
 from ..ops import depthwise_conv2d
 from ..registry import Family, register_family
-from ..reparam import Reparameterizable
+from .reparam import Reparameterizable
 from .lk_conv import DepthwiseConv2D
 
-__all__ = ["RefConv", "refocus", "refocus_shapes", "RefConvFamily"]
+__all__ = ["RefConv", "refocus", "refocus_shapes", "split_refocused", "RefConvFamily"]
 
 
 class RefConv(nn.Layer, Reparameterizable):
@@ -132,6 +132,21 @@ def refocus(model: nn.Layer, map_k: int = 3, zero_init: bool = True, min_kernel:
         return ref
 
     return convert(model)
+
+
+_CONVMAP = ".convmap.weight"
+
+
+def split_refocused(shapes: Mapping[str, Tuple[int, ...]]
+                    ) -> Tuple[Dict[str, Tuple[int, ...]], Optional[Dict[str, int]]]:
+    """``(shapes without the refocusing convs, {"map_k", "min_kernel"} or None)`` of a model's
+    ``{key: shape}``: a refocused model is its base model plus a ``<conv>.convmap.weight`` per conv."""
+    maps = [k for k in shapes if k.endswith(_CONVMAP)]
+    if not maps or set(shapes) <= {"weight", "convmap.weight", "bias"}:  # none, or a bare RefConv layer
+        return dict(shapes), None
+    base = {k: v for k, v in shapes.items() if not k.endswith(_CONVMAP)}
+    kernels = [shapes[k[: -len(_CONVMAP)] + ".weight"][-1] for k in maps]
+    return base, dict(map_k=shapes[maps[0]][-1], min_kernel=min(kernels))
 
 
 def refocus_shapes(model: nn.Layer, map_k: int, min_kernel: int) -> Dict[str, Tuple[int, ...]]:

@@ -23,7 +23,7 @@ from ..layers.conv_bn import ConvBN, check_kernel_size, conv2d_with_params, fold
 from ..layers.drop_path import DropPath
 from ..layers.lk_conv import DepthwiseConv2D
 from ..registry import Checkpoint, Family, ModelCfg, INCEPTION_MEAN, INCEPTION_STD, register_family, register_model
-from ..reparam import Reparameterizable, reparameterize
+from ..layers.reparam import Reparameterizable, reparameterize
 from ._base import LKNetBase, classifier_classes, normalize_out_indices
 from ._builder import build_model_with_cfg
 

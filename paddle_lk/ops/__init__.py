@@ -26,6 +26,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import paddle
 import paddle.nn.functional as F
 
+from . import _build
 from ._build import OpBuildError
 
 __all__ = ["depthwise_conv2d", "get_op_path", "set_op_path", "op_path", "depthwise_conv2d_lk",
@@ -87,8 +88,6 @@ def load_op(verbose: bool = False) -> ModuleType:
         return _op_module
     if _op_error is not None:
         raise OpBuildError(_op_error)
-    from . import _build
-
     try:
         _op_module = _build.build_and_load(verbose=verbose)
     except OpBuildError as exc:
@@ -110,8 +109,6 @@ def is_available() -> bool:
 
 
 def _op_has_cuda() -> bool:
-    from . import _build
-
     return _build._with_cuda()
 
 
