@@ -11,16 +11,14 @@ CUDA, ``CppExtension`` (CPU kernels) otherwise. The sources are those of the JIT
 package data in ``paddle_lk/ops/csrc``; the flags come from ``paddle_lk/ops/_build.py`` so both
 builds are identical.
 """
-import importlib.util
 import os
+import sys
 
 from paddle.utils.cpp_extension import CppExtension, CUDAExtension, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location(
-    "_paddle_lk_op_build", os.path.join(HERE, "..", "paddle_lk", "ops", "_build.py"))
-_build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_build)
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's paddle_lk, whatever else is installed
+from paddle_lk.ops import _build  # noqa: E402
 
 cfg = _build.build_config(force_cuda=os.environ.get("PADDLE_LK_OP_FORCE_CUDA") == "1")
 sources = [os.path.relpath(s, HERE) for s in cfg["sources"]]

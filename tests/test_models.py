@@ -109,9 +109,9 @@ def test_structure_matches_paper():
 
 def test_invalid_configs_raise():
     with pytest.raises(ValueError, match="same length"):
-        RepLKNet([13, 11], [1, 1, 1], [8, 16, 32], 0.0, 5)
+        RepLKNet([13, 11], [1, 1, 1], [8, 16, 32], 0.0, 5, num_classes=2)
     with pytest.raises(ValueError, match="small_kernel"):
-        RepLKNet([3, 3], [1, 1], [8, 16], 0.0, 5)
+        RepLKNet([3, 3], [1, 1], [8, 16], 0.0, 5, num_classes=2)
     with pytest.raises(ValueError, match="out_indices"):
         RepLKNet([7, 7], [1, 1], [8, 16], 0.0, 5, out_indices=(0, 4))
 
@@ -172,3 +172,141 @@ def test_atomic_path_permissions_and_cleanup(tmp_path):
             open(tmp, "wb").write(b"half")
             raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+# ----------------------------------------------------------------------------- the model contract
+TINY = {
+    "replknet": ("RepLKNet31B", dict(channels=[8, 8, 16, 16], layers=[1, 1, 1, 1], large_kernel_sizes=[7, 5, 5, 3],
+                                     small_kernel=3)),
+    "van": ("VAN_b0", dict(embed_dims=[8, 8, 16, 16], depths=[1, 1, 1, 1])),
+}
+
+
+def _tiny_model(family: str, **kw):
+    name, arch = TINY[family]
+    return paddle_lk.create_model(name, **dict(arch, **kw))
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_model_contract(family):
+    x = paddle.randn([2, 3, 64, 64])
+    model = _tiny_model(family, num_classes=7).eval()
+    assert model.num_features == 16 and model.get_classifier() is model.head
+    feats = model.forward_features(x)
+    assert list(feats.shape) == [2, 16, 2, 2]
+    pooled = model.forward_head(feats, pre_logits=True)
+    assert list(pooled.shape) == [2, 16]
+    np.testing.assert_allclose(model.forward_head(feats).numpy(), model(x).numpy(), rtol=1e-6)
+    assert [i["reduction"] for i in model.feature_info] == [4, 8, 16, 32]
+    assert [i["num_chs"] for i in model.feature_info] == [8, 8, 16, 16]
+    # num_classes=0: pooled features, and reset_classifier switches in both directions.
+    bare = _tiny_model(family, num_classes=0).eval()
+    bare.set_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")})
+    np.testing.assert_allclose(bare(x).numpy(), pooled.numpy(), rtol=1e-5, atol=1e-6)
+    bare.reset_classifier(3)
+    assert list(bare(x).shape) == [2, 3]
+    model.reset_classifier(0)
+    assert list(model(x).shape) == [2, 16]
+    # No weight decay on every 1-D parameter and bias; group_matcher covers the stem and every block.
+    skip = model.no_weight_decay()
+    assert skip and all(len(p.shape) <= 1 or n.endswith(".bias") for n, p in model.named_parameters() if n in skip)
+    assert all(n in skip for n, p in model.named_parameters() if len(p.shape) == 1 and not p.stop_gradient)
+    matcher = model.group_matcher()
+    assert {"stem", "blocks"} <= set(matcher)
+    # in_chans is accepted by every constructor (each family maps it to its own argument).
+    gray = _tiny_model(family, num_classes=2, in_chans=1)
+    assert list(gray(paddle.randn([1, 1, 32, 32])).shape) == [1, 2]
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_none_num_classes_is_refused(family):
+    with pytest.raises(ValueError, match="num_classes=None"):
+        paddle_lk.models.RepLKNet(**dict(TINY["replknet"][1], drop_path_rate=0.0, num_classes=None)) \
+            if family == "replknet" else paddle_lk.models.VAN(**dict(TINY["van"][1], num_classes=None))
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_out_indices_are_normalised_for_every_view(family):
+    """Issue 11 (3): what is returned, feat_channels, feature_info and the toolkits' views agree."""
+    model = _tiny_model(family, out_indices=(3, 0)).eval()
+    outs = model(paddle.randn([1, 3, 64, 64]))
+    assert model.out_indices == (0, 3)
+    assert [int(o.shape[1]) for o in outs] == model.feat_channels == [8, 16]
+    assert [i["reduction"] for i in model.feature_info] == [4, 32]
+    assert _tiny_model(family, out_indices=-1).out_indices == (3,)
+    for bad in ((0, 0), (0, 4), (), ("1",)):
+        with pytest.raises(ValueError, match="out_indices"):
+            _tiny_model(family, out_indices=bad)
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(large_kernel_sizes=[12, 11, 9, 7]), r"large_kernel_sizes\[0\]=12"),
+    (dict(large_kernel_sizes=[13, 11, 9, 7], small_kernel=4), "small_kernel=4"),
+    (dict(large_kernel_sizes=[14, 11, 9, 7], small_kernel=4), r"large_kernel_sizes\[0\]=14"),
+    (dict(large_kernel_sizes=[0, 11, 9, 7]), r"large_kernel_sizes\[0\]=0"),
+    (dict(large_kernel_sizes=[3, 11, 9, 7], small_kernel=5), "small_kernel=5 is larger"),
+])
+def test_kernel_sizes_are_validated_at_construction(kwargs, argument):
+    """Issue 11 (4): a kernel a 'same'-padded conv cannot use is refused naming the argument."""
+    cfg = dict(layers=[1, 1, 1, 1], channels=[8, 8, 8, 8], drop_path_rate=0.0, small_kernel=3, num_classes=2)
+    cfg.update(kwargs)
+    with pytest.raises(ValueError, match=argument):
+        RepLKNet(**cfg)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_gradient_checkpointing_changes_nothing(family):
+    """Issue 11 (5): recompute must not update BN statistics twice; loss, grads and stats identical."""
+    paddle.seed(2)
+    a = _tiny_model(family, num_classes=3, drop_path_rate=0.1)
+    b = _tiny_model(family, num_classes=3, drop_path_rate=0.1)
+    b.set_state_dict(a.state_dict())
+    b.set_grad_checkpointing(True)
+    x = paddle.randn([2, 3, 32, 32])
+    y = paddle.to_tensor([0, 2])
+    results = []
+    for m in (a, b):
+        m.train()
+        paddle.seed(7)  # same drop-path draws
+        loss = paddle.nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        results.append((float(loss), {n: p.grad.numpy() for n, p in m.named_parameters() if p.grad is not None},
+                        {n: t.numpy() for n, t in m.state_dict().items()}))
+    (la, ga, sa), (lb, gb, sb) = results
+    assert la == lb and ga.keys() == gb.keys()
+    for n in ga:
+        np.testing.assert_array_equal(ga[n], gb[n], err_msg=n)
+    for n in sa:
+        np.testing.assert_array_equal(sa[n], sb[n], err_msg=n)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_sync_bn_model_runs_on_one_cpu(family, tmp_path):
+    """Issue 11 (6): a model built for multi-GPU SyncBN training evaluates, trains and exports on a CPU."""
+    model = _tiny_model(family, num_classes=3, use_sync_bn=True, drop_path_rate=0.0)
+    assert any(isinstance(l, paddle.nn.SyncBatchNorm) for l in model.sublayers())
+    plain = _tiny_model(family, num_classes=3, drop_path_rate=0.0)
+    plain.set_state_dict(model.state_dict())
+    x = paddle.randn([2, 3, 32, 32])
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        getattr(plain, mode)()
+        np.testing.assert_allclose(model(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+    model.eval()
+    deploy = paddle_lk.reparameterize(model, fuse_bn=True)
+    static = paddle.jit.to_static(deploy, input_spec=[paddle.static.InputSpec([None, 3, 32, 32], "float32")],
+                                  full_graph=True)
+    paddle.jit.save(static, str(tmp_path / "m"))
+    np.testing.assert_allclose(paddle.jit.load(str(tmp_path / "m"))(x).numpy(), plain.eval()(x).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_registry_tables_and_did_you_mean():
+    info = paddle_lk.model_info("RepLKNet31B")
+    assert info["family"] == "replknet" and info["top1"] == 86.0 and info["params_m"] == 79.0
+    assert info["input_size"] == (3, 224, 224) and info["has_weights"]
+    assert "RepLKNet3" not in paddle_lk.list_models(pretrained=True)
+    assert paddle_lk.list_models(family="van") == VAN_VARIANTS
+    with pytest.raises(KeyError) as exc:
+        paddle_lk.create_model("RepLKNet31b")
+    assert str(exc.value).index("RepLKNet31B") < str(exc.value).index("RepLKNet31L")

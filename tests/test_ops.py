@@ -276,16 +276,13 @@ def test_replknet_with_op_equals_without_train_and_deploy(op_module, count_op_ca
 
 def test_replknet_fixture_with_op(op_module, fixtures_dir):
     """The op path reproduces the official PyTorch RepLKNet outputs (fixture tolerance 1e-4)."""
-    try:
-        from paddle_lk.convert import load_weights
-    except (ImportError, SyntaxError) as exc:  # the converter is another part of the project
-        pytest.skip(f"paddle_lk.convert.load_weights unavailable: {exc}")
+    from paddle_lk import load_checkpoint
     from paddle_lk.models.replknet import RepLKNet
 
     meta = json.loads((fixtures_dir / "replknet_tiny_merged.json").read_text())
     cfg = dict(meta["config"])
     model = RepLKNet(**{k: v for k, v in cfg.items() if k in RepLKNet.__init__.__code__.co_varnames})
-    load_weights(model, str(fixtures_dir / "replknet_tiny_merged.pth"))
+    load_checkpoint(model, str(fixtures_dir / "replknet_tiny_merged.pth"))
     model.eval()
     x = paddle.to_tensor(np.load(fixtures_dir / "replknet_tiny_merged_input.npy"))
     with ops.op_path("custom"):

@@ -116,15 +116,19 @@ class KeyMap:
         signature: regexes that must all match some key for :func:`guess_keymap` to pick this map.
         forbidden: regexes none of which may match (e.g. torch BN names in a Paddle layout).
         rank: ``(regex, ndim)``: keys matching the regex must have that many dims (needs shapes).
+        layout: ``torch`` for maps of PyTorch files, ``paddle`` for maps of Paddle files (``.pdparams``):
+            :func:`guess_keymap` only tries maps of the file's layout.
     """
 
     def __init__(self, name: str, description: str, rules: Sequence[Rule], signature: Sequence[str] = (),
-                 forbidden: Sequence[str] = (), rank: Optional[Tuple[str, int]] = None) -> None:
+                 forbidden: Sequence[str] = (), rank: Optional[Tuple[str, int]] = None,
+                 layout: str = "torch") -> None:
         self.name, self.description = name, description
         self.rules = list(rules)
         self.signature = [re.compile(p) for p in signature]
         self.forbidden = [re.compile(p) for p in forbidden]
         self.rank = (re.compile(rank[0]), rank[1]) if rank else None
+        self.layout = layout
 
     def __repr__(self) -> str:
         return f"KeyMap({self.name!r})"
@@ -202,7 +206,7 @@ register_keymap(KeyMap(
     signature=[], forbidden=[r".*\._mean"]))
 register_keymap(KeyMap(
     "paddle", "Paddle state dict already in paddle_lk layout (e.g. a converted .pdparams)", [],
-    signature=[], forbidden=[TORCH_BN_KEY]))
+    signature=[], forbidden=[TORCH_BN_KEY], layout="paddle"))
 
 
 def get_keymap(name: str) -> KeyMap:
@@ -213,13 +217,14 @@ def get_keymap(name: str) -> KeyMap:
 
 
 def guess_keymap(shapes: Mapping[str, Sequence[int]], paddle_layout: bool = False) -> KeyMap:
-    """The key map for a source ``{key: shape}``: the first family map whose signature matches,
-    else the generic Torch map (or the identity ``paddle`` map for a Paddle file)."""
+    """The key map for a source ``{key: shape}``: the first family map of the source's layout whose
+    signature matches, else the generic Torch map (or the identity ``paddle`` map for a Paddle file)."""
     kept, _ = prepare_keys(shapes.keys())
     names = list(kept)
     norm_shapes = {k: tuple(shapes[orig]) for k, orig in kept.items()}
+    layout = "paddle" if paddle_layout else "torch"
     for km in KEYMAPS.values():
-        if km.signature and km.matches(names, norm_shapes):
+        if km.signature and km.layout == layout and km.matches(names, norm_shapes):
             return km
     return KEYMAPS["paddle" if paddle_layout else "torch_generic"]
 

@@ -218,7 +218,7 @@ class VANFamily(Family):
             "van_paddleclas", "PaddleClas VAN_B0-B3 .pdparams (layer scales stored as [C, 1, 1])",
             [Rule(r"(.*\.layer_scale_[12])", transform="flatten")],
             signature=_SIGNATURE + [r".*\._mean"], forbidden=[TORCH_BN_KEY],
-            rank=(r".*\.layer_scale_[12]", 3))),
+            rank=(r".*\.layer_scale_[12]", 3), layout="paddle")),
     )
 
     def claims(self, shapes: Mapping[str, Tuple[int, ...]]) -> bool:
