@@ -424,9 +424,11 @@ def load_checkpoint(model: nn.Layer, source: StateSource, use_ema: Optional[bool
     log = log or logger.info
     st = read_state(source, use_ema=use_ema, allow_unknown=allow_unknown)
     km = get_keymap(keymap) if keymap else guess_keymap(shapes_of(st.tensors), st.paddle_layout)
-    mapped = km.convert(st.tensors)
     own = state_shapes(model)
     md_family = family_of_model(model)
+    # A bare backbone takes the backbone part of a downstream (mmseg/mmdet) checkpoint; any other model
+    # (a whole segmentation or detection model) keeps every key as it is.
+    mapped = km.convert(st.tensors, downstream=md_family is not None)
     ck_shapes, _ = split_refocused(shapes_of(mapped.tensors))
     ck_family = family_of_shapes(ck_shapes)
     if ck_family is not None and md_family is not None and ck_family is not md_family:

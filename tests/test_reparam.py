@@ -7,7 +7,7 @@ import paddle.nn as nn
 import pytest
 
 import paddle_lk
-from paddle_lk.layers import RefConv
+from paddle_lk.layers import DepthwiseConv2D, RefConv
 from paddle_lk.models import RepLKNet, VAN
 from helpers import TINY_REPLKNET, TINY_VAN, max_rel_diff, randomize_bn
 
@@ -124,7 +124,8 @@ def test_refconv_merges_into_plain_conv(groups, stride):
     x = paddle.randn([2, 8, 15, 15])
     y = layer(x).numpy()
     conv = paddle_lk.reparameterize(layer)
-    assert type(conv) is nn.Conv2D
+    # A depthwise RefConv merges into the dispatcher's DepthwiseConv2D (the fast op), others into nn.Conv2D.
+    assert type(conv) is (DepthwiseConv2D if groups == 8 else nn.Conv2D)
     assert max_rel_diff(y, conv(x).numpy()) <= TOL
 
 
@@ -199,3 +200,37 @@ def test_gradient_step_descends_and_reaches_every_parameter(family):
             eta /= 2
         else:
             pytest.fail(f"no step along -grad satisfied the Armijo condition from loss {l0}: {tried}")
+
+
+def test_refocused_and_merged_refconv_models_run_the_op(monkeypatch):
+    """Issue 14 (2): depthwise RefConvs and their merged form go through the dispatcher (the fast op)."""
+    from paddle_lk import ops
+
+    if not ops.is_available():
+        pytest.skip("the large-kernel op cannot be built here")
+    calls = []
+    real = ops.depthwise_conv2d_lk
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "depthwise_conv2d_lk", counting)
+    model = _tiny("replknet")
+    x = paddle.randn([1, 3, 64, 64])
+
+    def op_calls(m) -> int:
+        calls.clear()
+        with ops.op_path("auto"):
+            m(x)
+        return len(calls)
+
+    plain = op_calls(model)
+    refocused = paddle_lk.refocus(copy.deepcopy(model), zero_init=False).eval()
+    assert any(isinstance(l, RefConv) and l.is_depthwise for l in refocused.sublayers())
+    assert plain > 0 and op_calls(refocused) == plain
+    merged = paddle_lk.reparameterize(refocused, fuse_bn=True)
+    assert not any(isinstance(l, RefConv) for l in merged.sublayers())
+    # The deploy form has one large kernel per block (its 5x5 branch merged): as many calls as the
+    # deploy form of the model that was never refocused.
+    assert op_calls(merged) == op_calls(paddle_lk.reparameterize(copy.deepcopy(model), fuse_bn=True)) > 0

@@ -81,7 +81,7 @@ class ConvertedState:
                 for reason, keys in groups.items()]
 
 
-def prepare_keys(keys: Iterable[str]) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+def prepare_keys(keys: Iterable[str], downstream: bool = True) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
     """Container normalisation shared by every family.
 
     Returns ``(kept, skipped)``: ``kept`` maps normalised key -> original key. Wrapper prefixes
@@ -95,7 +95,7 @@ def prepare_keys(keys: Iterable[str]) -> Tuple[Dict[str, str], List[Tuple[str, s
         if names and all(k.startswith(prefix) for k in names):
             names = {k[len(prefix):]: orig for k, orig in names.items()}
     skipped: List[Tuple[str, str]] = []
-    if any(k.startswith(DOWNSTREAM_PREFIX) for k in names):
+    if downstream and any(k.startswith(DOWNSTREAM_PREFIX) for k in names):
         kept = {}
         for k, orig in names.items():
             if k.startswith(DOWNSTREAM_PREFIX):
@@ -154,8 +154,8 @@ class KeyMap:
                 return m.expand(rule.replacement), rule.transform, ""
         return key, None, ""
 
-    def _convert(self, items: Mapping[str, object], is_shape: bool) -> ConvertedState:
-        kept, skipped = prepare_keys(items.keys())
+    def _convert(self, items: Mapping[str, object], is_shape: bool, downstream: bool = True) -> ConvertedState:
+        kept, skipped = prepare_keys(items.keys(), downstream)
         out = ConvertedState(self.name, skipped=list(skipped))
         for key, orig in kept.items():
             new, transform, reason = self.map_key(key)
@@ -170,10 +170,11 @@ class KeyMap:
             out.origin[new] = orig
         return out
 
-    def convert(self, state: Mapping[str, np.ndarray]) -> ConvertedState:
+    def convert(self, state: Mapping[str, np.ndarray], downstream: bool = True) -> ConvertedState:
         """Map a source state dict (numpy arrays) to Paddle names and layouts (no weight copies
-        except the transposed Linear weights)."""
-        return self._convert(state, is_shape=False)
+        except the transposed Linear weights). ``downstream=False`` keeps ``backbone.*`` keys and the
+        rest as they are (for a whole downstream model, not a bare backbone)."""
+        return self._convert(state, is_shape=False, downstream=downstream)
 
     def convert_shapes(self, shapes: Mapping[str, Sequence[int]]) -> ConvertedState:
         """Map a ``{key: shape}`` manifest; ``tensors`` then holds shapes (tuples)."""

@@ -140,7 +140,7 @@ class VAN(LKNetBase):
                  embed_dims: Sequence[int] = (64, 128, 256, 512), mlp_ratios: Sequence[float] = (4, 4, 4, 4),
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, depths: Sequence[int] = (3, 4, 6, 3),
                  num_stages: int = 4, norm_eps: float = 1e-6, out_indices: Optional[Sequence[int]] = None,
-                 use_sync_bn: bool = False, use_checkpoint: bool = False) -> None:
+                 use_sync_bn: bool = False) -> None:
         super().__init__()
         for name, values in (("embed_dims", embed_dims), ("depths", depths), ("mlp_ratios", mlp_ratios)):
             if len(values) < num_stages:
@@ -165,7 +165,6 @@ class VAN(LKNetBase):
             cur += depths[i]
         if self.out_indices is None:
             self.head = self._make_head(self.num_classes)
-        self.set_grad_checkpointing(use_checkpoint)
 
     def forward_features(self, x: paddle.Tensor) -> Union[paddle.Tensor, List[paddle.Tensor]]:
         """``x``: ``[N, in_chans, H, W]`` -> the last stage's normalised map ``[N, embed_dims[-1], H/32, W/32]``;
