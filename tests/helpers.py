@@ -1,7 +1,12 @@
-"""Shared test utilities (tiny configs and BN randomization)."""
+"""Shared test utilities (tiny configs and data, BN randomization)."""
 from __future__ import annotations
 
+import os
+import pathlib
+
 import numpy as np
+import yaml
+from PIL import Image
 import paddle
 import paddle.nn as nn
 
@@ -29,3 +34,53 @@ def max_rel_diff(a, b) -> float:
     """max |a - b| divided by the output scale max |a|."""
     a, b = np.asarray(a), np.asarray(b)
     return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+
+
+def tiny_cls_data(root: pathlib.Path, n_train: int = 32, n_val: int = 8, size: int = 16) -> None:
+    """4 classes of coloured squares at class-dependent positions, PaddleClas label-list layout."""
+    rng = np.random.RandomState(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        lines = []
+        os.makedirs(root / split, exist_ok=True)
+        for i in range(n):
+            c = i % 4
+            img = (rng.rand(size, size, 3) * 60).astype(np.uint8)
+            y0, x0 = (c // 2) * (size // 2), (c % 2) * (size // 2)
+            img[y0:y0 + size // 2, x0:x0 + size // 2, c % 3] = 255
+            Image.fromarray(img).save(root / split / f"{i}.png")
+            lines.append(f"{split}/{i}.png {c}")
+        (root / f"{split}_list.txt").write_text("\n".join(lines) + "\n")
+    (root / "labels.txt").write_text("".join(f"{c} class_{c}\n" for c in range(4)))
+
+
+def tiny_cls_config(tmp: pathlib.Path, **global_over) -> pathlib.Path:
+    data = tmp / "data"
+    if not data.exists():
+        tiny_cls_data(data)
+    norm = {"Normalize": {"mean": [127.5] * 3, "std": [127.5] * 3, "data_format": "HWC"}}
+    cfg = {
+        "Global": dict({"output_dir": str(tmp / "out"), "epochs": 2, "seed": 1, "image_shape": [3, 16, 16],
+                        "print_batch_step": 2, "use_tqdm": False, "save_inference_dir": str(tmp / "out" / "inf"),
+                        "device": "cpu"}, **global_over),
+        "Arch": {"name": "RepLKNet31B", "class_num": 4, "channels": [8, 16], "layers": [1, 1],
+                 "large_kernel_sizes": [7, 5], "small_kernel": 3, "drop_path_rate": 0.1},
+        "EMA": {"decay": 0.9},
+        "Loss": {"Train": [{"CELoss": {"epsilon": 0.1}}]},
+        "Optimizer": {"name": "AdamW", "weight_decay": 0.05, "clip_norm": 5.0,
+                      "lr": {"learning_rate": 0.01, "warmup_epoch": 1, "warmup_start_lr": 0.001, "eta_min": 0.0}},
+        "DataLoader": {
+            "Train": {"dataset": {"image_root": str(data), "cls_label_path": str(data / "train_list.txt"),
+                                  "transform_ops": [{"RandomResizedCrop": {"size": 16, "scale": [0.5, 1.0]}},
+                                                    {"RandomHorizontalFlip": {}}, {"RandAugment": {}}, norm,
+                                                    {"RandomErasing": {"prob": 0.25}}, "ToCHW"],
+                                  "batch_transform_ops": [{"Mixup": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}}]},
+                      "sampler": {"batch_size": 8, "shuffle": True, "drop_last": True}},
+            "Eval": {"dataset": {"image_root": str(data), "cls_label_path": str(data / "val_list.txt"),
+                                 "transform_ops": [norm, "ToCHW"]},
+                     "sampler": {"batch_size": 8}},
+        },
+        "Infer": {"PostProcess": {"topk": 2, "class_id_map_file": str(data / "labels.txt")}},
+    }
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

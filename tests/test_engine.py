@@ -13,7 +13,7 @@ from PIL import Image
 
 from paddle_lk.engine import config as C
 from paddle_lk.engine.builder import SoftTargetCrossEntropy, build_model
-from paddle_lk.engine.data import ClassificationDataset, Mixup, ResumableBatchSampler, \
+from paddle_lk.engine.data import ClassificationDataset, SampleSource, Mixup, ResumableBatchSampler, \
     build_mixup, check_data_exists, read_label_list
 from paddle_lk.engine.optim import build_lr_scheduler, build_optimizer, layer_ids, split_decay_params
 from paddle_lk.engine.transforms import RandAugment, build_transforms
@@ -160,7 +160,8 @@ def test_class_per_folder_and_seeded_augmentation(tmp_path):
     for cls in ("cat", "dog"):
         _write_images(tmp_path / cls, n=3, size=20)
     t = build_transforms([{"RandomResizedCrop": {"size": 8}}, {"RandAugment": {}}, "ToCHW"], "t")
-    ds = ClassificationDataset(str(tmp_path), None, t, seed=3)
+    plain = ClassificationDataset(str(tmp_path), None, t)
+    ds = SampleSource(plain, seed=3)
     assert len(ds) == 6 and ds.class_names == {0: "cat", 1: "dog"} and int(ds[4][1]) == 1
     a, b, c = ds[(2, 5)][0], ds[(2, 5)][0], ds[(2, 6)][0]
     assert a.shape == (3, 8, 8) and a.dtype == np.float32

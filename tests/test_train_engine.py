@@ -16,59 +16,10 @@ import yaml
 from PIL import Image
 
 from paddle_lk.engine.cli import main
+from helpers import tiny_cls_config as _tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def _tiny_data(root: pathlib.Path, n_train: int = 32, n_val: int = 8, size: int = 16) -> None:
-    """4 classes of coloured squares at class-dependent positions, PaddleClas label-list layout."""
-    rng = np.random.RandomState(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        lines = []
-        os.makedirs(root / split, exist_ok=True)
-        for i in range(n):
-            c = i % 4
-            img = (rng.rand(size, size, 3) * 60).astype(np.uint8)
-            y0, x0 = (c // 2) * (size // 2), (c % 2) * (size // 2)
-            img[y0:y0 + size // 2, x0:x0 + size // 2, c % 3] = 255
-            Image.fromarray(img).save(root / split / f"{i}.png")
-            lines.append(f"{split}/{i}.png {c}")
-        (root / f"{split}_list.txt").write_text("\n".join(lines) + "\n")
-    (root / "labels.txt").write_text("".join(f"{c} class_{c}\n" for c in range(4)))
-
-
-def _tiny_config(tmp: pathlib.Path, **global_over) -> pathlib.Path:
-    data = tmp / "data"
-    if not data.exists():
-        _tiny_data(data)
-    norm = {"Normalize": {"mean": [127.5] * 3, "std": [127.5] * 3, "data_format": "HWC"}}
-    cfg = {
-        "Global": dict({"output_dir": str(tmp / "out"), "epochs": 2, "seed": 1, "image_shape": [3, 16, 16],
-                        "print_batch_step": 2, "use_tqdm": False, "save_inference_dir": str(tmp / "out" / "inf"),
-                        "device": "cpu"}, **global_over),
-        "Arch": {"name": "RepLKNet31B", "class_num": 4, "channels": [8, 16], "layers": [1, 1],
-                 "large_kernel_sizes": [7, 5], "small_kernel": 3, "drop_path_rate": 0.1},
-        "EMA": {"decay": 0.9},
-        "Loss": {"Train": [{"CELoss": {"epsilon": 0.1}}]},
-        "Optimizer": {"name": "AdamW", "weight_decay": 0.05, "clip_norm": 5.0,
-                      "lr": {"learning_rate": 0.01, "warmup_epoch": 1, "warmup_start_lr": 0.001, "eta_min": 0.0}},
-        "DataLoader": {
-            "Train": {"dataset": {"image_root": str(data), "cls_label_path": str(data / "train_list.txt"),
-                                  "transform_ops": [{"RandomResizedCrop": {"size": 16, "scale": [0.5, 1.0]}},
-                                                    {"RandomHorizontalFlip": {}}, {"RandAugment": {}}, norm,
-                                                    {"RandomErasing": {"prob": 0.25}}, "ToCHW"],
-                                  "batch_transform_ops": [{"Mixup": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}}]},
-                      "sampler": {"batch_size": 8, "shuffle": True, "drop_last": True}},
-            "Eval": {"dataset": {"image_root": str(data), "cls_label_path": str(data / "val_list.txt"),
-                                 "transform_ops": [norm, "ToCHW"]},
-                     "sampler": {"batch_size": 8}},
-        },
-        "Infer": {"PostProcess": {"topk": 2, "class_id_map_file": str(data / "labels.txt")}},
-    }
-    path = tmp / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def _model_state(path, part: str = "model") -> dict:
@@ -101,8 +52,8 @@ def test_train_eval_infer_export(tmp_path, capsys):
     inf = tmp_path / "deploy"
     assert main("export", ["-c", str(cfg), "-w", str(out), "--onnx", "--output", str(inf)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["op"] == "native" and summary["onnxruntime_max_diff"] <= summary["tolerance"]
-    assert summary["paddle_inference_max_diff"] <= summary["tolerance"]
+    assert summary["op"] == "native" and summary["onnxruntime_max_rel_diff"] <= summary["rtol"]
+    assert summary["paddle_inference_max_rel_diff"] <= summary["rtol"]
     assert (inf / "inference.pdiparams").is_file() and (inf / "inference.onnx").is_file()
     assert not [p for p in inf.iterdir() if p.name.startswith(".export.")]  # temp dir cleaned up
 
@@ -175,7 +126,7 @@ def test_export_with_custom_op(tmp_path, capsys):
     assert main("export", ["-c", str(cfg), "-w", str(tmp_path / "out"), "--with-custom-op",
                            "--output", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["op"] == "custom" and summary["paddle_inference_max_diff"] <= summary["tolerance"]
+    assert summary["op"] == "custom" and summary["paddle_inference_max_rel_diff"] <= summary["rtol"]
     program = next(p for p in out.iterdir() if p.name in ("inference.json", "inference.pdmodel"))
     assert b"lk_dwconv2d" in program.read_bytes()
     assert main("export", ["-c", str(cfg), "--with-custom-op", "--onnx", "--output", str(out)]) == 2

@@ -1,30 +1,92 @@
-"""Command-line entry for ``tools/{train,eval,infer,export}.py``.
+"""One command line for ``tools/{train,eval,infer,export}.py`` and classification, PaddleSeg and
+PaddleDetection configs alike.
 
-``main(mode, argv)`` reads ``-c CONFIG``; a PaddleDetection config (top-level ``architecture``)
-goes to :func:`paddle_lk.integrations.det.main`, a PaddleSeg config (top-level ``model`` plus
-``train_dataset`` or ``val_dataset``) to :func:`paddle_lk.integrations.seg.main`, both with the
-tool's full argument list; anything else is a classification config handled here. Bad input
-(config, data, weights) prints one ``error:`` line and exits 2; a NaN/inf loss or a failed export
-verification exits 1.
+The same flags mean the same thing for every kind of config (see :func:`build_parser`); the kind is
+read off the config (:func:`detect_kind`) and its :class:`Task` does the work. The contract:
+
+* data (results, JSON with ``--json``) goes to stdout; logs and progress go to stderr, progress bars
+  only on a terminal;
+* bad input (config, data, weights, arguments) prints one ``error:`` line and exits 2; a run that
+  fails (NaN/inf loss, an export that does not reproduce the model) exits 1; Ctrl-C stops at the next
+  safe point, keeps a resumable checkpoint when training, prints one line and exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import ExportVerificationError, OpBuildError
-from .config import ConfigError, DataError, load_config, load_yaml
+from ..errors import CheckpointError, ConfigError, DataError, ExportVerificationError, OpBuildError, \
+    PaddleLKError, WeightMismatchError
+from .config import load_config, load_yaml
+from .data import prepare_bundled_data
 from .export import export_model
 from .infer import predict
 from .logger import setup_logger
+from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["main", "detect_kind"]
+__all__ = ["main", "detect_kind", "build_parser", "MODES"]
 
 MODES = ("train", "eval", "infer", "export")
+RANDOM_WEIGHTS = "random"
+
+_DESCRIPTIONS = {
+    "train": "Train a model from a config (PaddleClas-style classification, PaddleSeg or PaddleDetection).",
+    "eval": "Evaluate weights on the config's evaluation set (top-k accuracy, mIoU or COCO mAP).",
+    "infer": "Predict images: top-k classes, segmentation masks or detected boxes.",
+    "export": "Re-parameterize, fold BN and export a deploy model (Paddle Inference, optionally ONNX), verified.",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser(mode: str) -> argparse.ArgumentParser:
+    """The flags of ``tools/<mode>.py``; identical for every kind of config."""
+    p = _Parser(prog=f"tools/{mode}.py", description=_DESCRIPTIONS[mode])
+    p.add_argument("-c", "--config", required=True, help="YAML config (classification, PaddleSeg or PaddleDetection)")
+    p.add_argument("-o", "--override", "--opt", dest="override", action="append", nargs="+", default=[],
+                   metavar="key.path=value", help="override a config value; values are typed (1e-3 is a float, "
+                   "[8,16] a list), an integer part indexes a list (repeatable)")
+    p.add_argument("-w", "--weights", default=None,
+                   help=("initial weights to fine-tune from" if mode == "train" else "weights to use") +
+                   ": .pdparams, training checkpoint .pdckpt, training output dir or official .pth" +
+                   ("" if mode == "train" else f" ('{RANDOM_WEIGHTS}': an untrained model, on purpose)"))
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    if mode == "train":
+        p.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
+                       help="continue a run exactly (model, optimizer, schedule, data order): a checkpoint or an "
+                            "output dir; no value: the config's output dir")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start a new run in an output dir that holds a previous run (its checkpoints are removed)")
+        p.add_argument("--eval", dest="eval", action="store_true", default=None,
+                       help="evaluate during training (at each save point)")
+        p.add_argument("--no-eval", dest="eval", action="store_false", help="do not evaluate during training")
+        p.add_argument("--output", default=None, help="output dir (default: the config's)")
+    else:
+        p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+    if mode == "infer":
+        p.add_argument("-i", "--input", nargs="+", default=None, metavar="PATH",
+                       help="images, folders or image-list files (default: the config's)")
+        p.add_argument("--topk", type=int, default=None, help="classification: classes per image")
+        p.add_argument("--threshold", type=float, default=None, help="detection: minimum box score")
+        p.add_argument("--output", default=None, help="segmentation/detection: folder for the drawn results")
+    if mode == "export":
+        p.add_argument("--output", default=None, help="output dir (default: the config's)")
+        p.add_argument("--with-custom-op", action="store_true",
+                       help="keep the large-kernel custom op (load it with paddle_lk before loading the model)")
+        p.add_argument("--onnx", action="store_true", help="also export inference.onnx via paddle2onnx")
+        p.add_argument("--opset", type=int, default=13, help="ONNX opset (>= 11)")
+        p.add_argument("--no-verify", action="store_true", help="skip the Paddle Inference / onnxruntime check")
+    return p
 
 
 def detect_kind(raw: Dict[str, Any]) -> str:
@@ -36,62 +98,93 @@ def detect_kind(raw: Dict[str, Any]) -> str:
     return "cls"
 
 
-def _parser(mode: str) -> argparse.ArgumentParser:
-    desc = {"train": "Train a classification model from a PaddleClas-style config.",
-            "eval": "Top-1/top-k accuracy of weights on the config's Eval set.",
-            "infer": "Top-k classes for an image, an image list file or a folder.",
-            "export": "Re-parameterize and export a deploy model (Paddle Inference, optionally ONNX), verified."}[mode]
-    p = argparse.ArgumentParser(prog=f"tools/{mode}.py", description=desc)
-    p.add_argument("-c", "--config", required=True, help="YAML config")
-    p.add_argument("-o", "--override", action="append", nargs="+", default=[], metavar="Section.key=value",
-                   help="override a config value (repeatable)")
-    if mode == "train":
-        p.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
-                       help="continue from a checkpoint (file or dir; no value: Global.output_dir's latest)")
+def _print_data(args: argparse.Namespace, data: Any, human: Optional[List[str]] = None) -> None:
+    if args.json or human is None:
+        print(json.dumps(data), flush=True)
     else:
-        p.add_argument("-w", "--weights", default=None,
-                       help="training checkpoint (.pdckpt), training output dir, .pdparams or official .pth "
-                            "(default: Arch.pretrained / Global.pretrained_model)")
-        p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
-    if mode in ("eval", "infer"):
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        for line in human:
+            print(line, flush=True)
+
+
+def _require_weights(args: argparse.Namespace, *fallbacks: Optional[str]) -> Optional[str]:
+    """The weights to use; evaluating, predicting or exporting an untrained model needs ``-w random``."""
+    if args.weights == RANDOM_WEIGHTS:
+        return None
+    weights = args.weights or next((f for f in fallbacks if f), None)
+    if not weights:
+        raise ConfigError("no weights: pass -w/--weights (a .pdparams, a training checkpoint .pdckpt, a training "
+                          "output dir or an official .pth) or set them in the config; -w random uses an untrained "
+                          "model on purpose")
+    return weights
+
+
+def _run_cls(mode: str, args: argparse.Namespace, overrides: List[str]) -> int:
+    if mode == "train" and args.weights:
+        overrides = overrides + [f"Global.pretrained_model={args.weights}"]
+    if mode == "train" and args.eval is not None:
+        overrides = overrides + [f"Global.eval_during_train={args.eval}"]
+    if mode == "train" and args.output:
+        overrides = overrides + [f"Global.output_dir={args.output}"]
+    cfg = load_config(args.config, overrides)
+    g = cfg["Global"]
+    if mode in ("train", "eval", "infer"):
+        prepare_bundled_data(cfg)
+    if mode == "train":
+        resume = g["output_dir"] if args.resume == "" else args.resume
+        summary = Trainer(cfg).train(resume=resume, overwrite=args.overwrite)
+        best = summary.get("best") or {}
+        human = [f"checkpoints in {summary['output_dir']}"]
+        if best.get("top1", -1) >= 0:
+            human = [f"best top1 {best['top1']:.4f} (epoch {best['epoch']}, {best['source']} weights); " + human[0]]
+        if summary.get("export"):
+            human.append(f"deploy model: {summary['export']['out_dir']}")
+        _print_data(args, {k: v for k, v in summary.items() if k != "export"} | (
+            {"export": summary["export"]["out_dir"]} if summary.get("export") else {}), human)
+        return EXIT_OK
+    pretrained = cfg["Arch"].get("pretrained")
+    weights = _require_weights(args, g.get("pretrained_model"), pretrained if isinstance(pretrained, str) else None)
+    if weights is None and pretrained:  # -w random: do not load Arch.pretrained either
+        cfg["Arch"]["pretrained"] = None
+    if mode == "eval":
+        result = Trainer(cfg).evaluate(weights, use_ema=args.ema)
+        _print_data(args, result, [" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in result.items())])
+        return EXIT_OK
     if mode == "infer":
-        p.add_argument("-i", "--input", default=None, help="image, list file or folder (default Infer.infer_imgs)")
-        p.add_argument("--topk", type=int, default=None, help="classes per image (default Infer.PostProcess.topk)")
-    if mode == "export":
-        p.add_argument("--output", default=None, help="output dir (default Global.save_inference_dir)")
-        p.add_argument("--with-custom-op", action="store_true",
-                       help="keep the large-kernel custom op (load it with paddle_lk before loading the model)")
-        p.add_argument("--onnx", action="store_true", help="also export inference.onnx via paddle2onnx")
-        p.add_argument("--opset", type=int, default=13, help="ONNX opset")
-        p.add_argument("--no-verify", action="store_true", help="skip the Paddle Inference / onnxruntime check")
-    return p
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return code
-
-
-def _pre_config(argv: Sequence[str]) -> Optional[str]:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("-c", "--config")
-    known, _ = pre.parse_known_args(list(argv))
-    return known.config
+        source = args.input
+        results = predict(cfg, weights, source, args.topk, use_ema=args.ema)
+        human = []
+        for r in results:
+            names = r["label_names"] or [None] * len(r["scores"])
+            human.append(f"{r['file']}: " + ", ".join(f"{n or i} {s:.3f}" for i, s, n in
+                                                        zip(r["class_ids"], r["scores"], names)))
+        _print_data(args, results, human)
+        return EXIT_OK
+    out = args.output or g["save_inference_dir"]
+    summary = export_model(cfg, weights, out, with_custom_op=args.with_custom_op, onnx=args.onnx,
+                           verify=not args.no_verify, opset=args.opset, logger=logging.getLogger("paddle_lk.engine"),
+                           use_ema=args.ema)
+    _print_data(args, {k: v for k, v in summary.items() if k != "files"})
+    return EXIT_OK
 
 
 def _delegate(kind: str, mode: str, argv: List[str]) -> int:
     import importlib
 
-    try:
-        module = importlib.import_module(f"paddle_lk.integrations.{kind}")
-    except ImportError as exc:
-        return _fail(f"{'PaddleDetection' if kind == 'det' else 'PaddleSeg'} config, but "
-                     f"paddle_lk.integrations.{kind} cannot be imported: {exc}")
-    entry = getattr(module, "main", None)
-    if entry is None:
-        return _fail(f"paddle_lk.integrations.{kind} has no main(mode, argv)")
-    return int(entry(mode, argv) or 0)
+    module = importlib.import_module(f"paddle_lk.integrations.{kind}")
+    return int(module.main(mode, argv) or 0)
+
+
+def _configure_logging() -> None:
+    """paddle_lk's log lines on stderr (progress-bar friendly); stdout carries data only."""
+    setup_logger(None, name="paddle_lk")
+    setup_logger(None, name="paddle_lk.engine")
+
+
+def _fail(msg: Any, code: int) -> int:
+    text = str(msg).strip().splitlines()[0] if str(msg).strip() else type(msg).__name__
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    return code
 
 
 def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
@@ -99,58 +192,30 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     argv = list(sys.argv[1:] if argv is None else argv)
-    config_path = _pre_config(argv)
-    if config_path and os.path.isfile(config_path):
-        try:
-            kind = detect_kind(load_yaml(config_path))
-        except ConfigError as exc:
-            return _fail(str(exc))
-        if kind != "cls":
-            return _delegate(kind, mode, argv)
-    args = _parser(mode).parse_args(argv)
-    overrides = [o for group in args.override for o in group]
     try:
-        cfg = load_config(args.config, overrides)
-        if mode == "train":
-            summary = Trainer(cfg).train(resume=(cfg["Global"]["output_dir"] if args.resume == "" else args.resume))
-            best = summary.get("best") or {}
-            if best.get("top1", -1) >= 0:
-                print(f"best top1 {best['top1']:.4f} (epoch {best['epoch']}, {best['source']} weights); "
-                      f"checkpoints in {summary['output_dir']}")
-            if summary.get("export"):
-                print(f"deploy model: {summary['export']['out_dir']}")
-            return 0
-        if mode == "eval":
-            weights = args.weights or cfg["Global"].get("pretrained_model")
-            result = Trainer(cfg).evaluate(weights, use_ema=args.ema)
-            print(json.dumps(result) if args.json else
-                  " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
-            return 0
-        if mode == "infer":
-            results = predict(cfg, args.weights or cfg["Global"].get("pretrained_model"), args.input, args.topk,
-                              use_ema=args.ema)
-            if args.json:
-                print(json.dumps(results))
-            else:
-                for r in results:
-                    tops = ", ".join(f"{n or i} {s:.3f}" for i, s, n in
-                                     zip(r["class_ids"], r["scores"], r["label_names"] or [None] * len(r["scores"])))
-                    print(f"{r['file']}: {tops}")
-            return 0
-        out = args.output or cfg["Global"]["save_inference_dir"]
-        summary = export_model(cfg, args.weights or cfg["Global"].get("pretrained_model"), out,
-                               with_custom_op=args.with_custom_op, onnx=args.onnx, verify=not args.no_verify,
-                               opset=args.opset, logger=setup_logger(None), use_ema=args.ema)
-        print(json.dumps({k: v for k, v in summary.items() if k != "files"}))
-        return 0
-    except (ConfigError, DataError, FileNotFoundError) as exc:
-        return _fail(str(exc))
-    except (NonFiniteLossError, ExportVerificationError) as exc:
-        return _fail(str(exc), 1)
-    except ValueError as exc:
-        return _fail(str(exc))
-    except RuntimeError as exc:
-        # The custom op cannot be built/loaded here (--with-custom-op): a one-line reason, exit 2.
-        if isinstance(exc, OpBuildError):
-            return _fail(str(exc))
-        raise
+        args = build_parser(mode).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, already printed)
+        return int(exc.code or 0)
+    overrides = [o for group in args.override for o in group]
+    if mode == "export" and args.with_custom_op and args.onnx:
+        return _fail("--onnx with --with-custom-op: ONNX has no large-kernel custom op; export ONNX without it",
+                     EXIT_USAGE)
+    if mode == "export" and args.onnx and args.opset < 11:
+        return _fail(f"--opset {args.opset}: the exported model needs opset 11 or newer", EXIT_USAGE)
+    _configure_logging()
+    with handle_interrupts():
+        try:
+            kind = detect_kind(load_yaml(args.config))
+            if kind != "cls":
+                return _delegate(kind, mode, argv)
+            return _run_cls(mode, args, overrides)
+        except Interrupted as exc:
+            return _fail(exc, EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            return _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
+        except (NonFiniteLossError, ExportVerificationError) as exc:
+            return _fail(exc, EXIT_FAILED)
+        except (ConfigError, DataError, WeightMismatchError, CheckpointError, OpBuildError, FileNotFoundError) as exc:
+            return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
+        except (PaddleLKError, ValueError, KeyError) as exc:
+            return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)

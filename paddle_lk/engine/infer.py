@@ -1,7 +1,7 @@
 """Top-k prediction for images, image lists and folders."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import paddle
@@ -16,9 +16,10 @@ from .transforms import build_transforms, to_chw_float
 __all__ = ["predict"]
 
 
-def predict(cfg: Dict[str, Any], weights: Optional[str], source: Optional[str] = None, topk: Optional[int] = None,
-            use_ema: bool = False) -> List[Dict[str, Any]]:
-    """Classify ``source`` (default ``Infer.infer_imgs``) with ``Arch`` + ``weights``.
+def predict(cfg: Dict[str, Any], weights: Optional[str], source: Union[None, str, Sequence[str]] = None,
+            topk: Optional[int] = None, use_ema: bool = False) -> List[Dict[str, Any]]:
+    """Classify ``source`` (images, folders or image-list files; default ``Infer.infer_imgs``) with
+    ``Arch`` + ``weights``.
 
     Preprocessing is ``Infer.transforms`` or else the Eval dataset's ``transform_ops``. Returns one
     ``{"file", "class_ids", "scores", "label_names"}`` dict per image, best first.
@@ -36,7 +37,7 @@ def predict(cfg: Dict[str, Any], weights: Optional[str], source: Optional[str] =
         ops, path = cfg["DataLoader"]["Eval"]["dataset"]["transform_ops"], "DataLoader.Eval.dataset.transform_ops"
     transform = build_transforms(ops, path)
     names = class_names_for(cfg)
-    files = image_paths(source)
+    files = [f for src in ([source] if isinstance(source, str) else source) for f in image_paths(src)]
     model = build_model(cfg, load_pretrained=not weights)
     if weights:
         load_checkpoint(model, weights, use_ema=use_ema)

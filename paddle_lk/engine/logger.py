@@ -1,21 +1,23 @@
-"""Logging: a log file plus console lines that cooperate with tqdm bars, and VisualDL scalars."""
+"""Logging: a log file plus console lines (on stderr) that cooperate with tqdm bars, and VisualDL scalars."""
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Optional
+
+from tqdm import tqdm
 
 __all__ = ["setup_logger", "ScalarWriter"]
 
 
 class _TqdmHandler(logging.StreamHandler):
-    """Console output through ``tqdm.write`` so log lines do not break progress bars."""
+    """Console output on stderr through ``tqdm.write``, so log lines do not break progress bars and
+    stdout stays free for data (results, ``--json``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 

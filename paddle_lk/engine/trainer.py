@@ -8,8 +8,10 @@ EMA and scaler states plus the (epoch, batch) position to continue bit-for-bit.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
+import shutil
 import time
 from typing import Any, Dict, List, Optional
 
@@ -24,13 +26,15 @@ from .builder import build_loss, build_model, num_classes_of, parse_topk
 from .checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST, load_checkpoint_file, \
     optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, resolve_resume, save_checkpoint
 from .config import ConfigError
-from .data import build_loader, build_mixup, check_data_exists, prepare_bundled_data
+from .data import build_loader, build_mixup, check_data_exists, class_names_for
 from .ema import ModelEMA
 from .export import export_model
 from .logger import ScalarWriter, setup_logger
 from .optim import build_lr_scheduler, build_optimizer
+from .runtime import Interrupted, check_interrupt, progress_enabled
 
-__all__ = ["Trainer", "NonFiniteLossError", "setup_device", "evaluate", "dist_info"]
+__all__ = ["Trainer", "NonFiniteLossError", "setup_device", "evaluate", "dist_info", "check_resume_compatible",
+           "previous_run_files", "ARCH_ENGINE_KEYS"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,7 +80,7 @@ def evaluate(model: nn.Layer, loader: paddle.io.DataLoader, loss_fn: nn.Layer, t
     sums = {f"top{k}": 0.0 for k in topk}
     loss_sum, count = 0.0, 0
     iterator = loader
-    if progress:
+    if progress_enabled(progress):
         from tqdm import tqdm
 
         iterator = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
@@ -102,6 +106,65 @@ def evaluate(model: nn.Layer, loader: paddle.io.DataLoader, loss_fn: nn.Layer, t
     for i, k in enumerate(topk):
         out[f"top{k}"] = float(totals[2 + i] / totals[1])
     return out
+
+
+# Arch keys that do not change the model's structure (a resumed run may differ in them).
+ARCH_ENGINE_KEYS = ("pretrained", "drop_head", "drop_path_rate", "use_checkpoint", "with_cp", "use_sync_bn")
+
+
+def _arch_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in cfg["Arch"].items() if k not in ARCH_ENGINE_KEYS}
+
+
+def check_resume_compatible(path: str, state: Dict[str, Any], cfg: Dict[str, Any]) -> None:
+    """A resume checkpoint must be a training checkpoint of the model the config builds; compared on the
+    recorded ``Arch`` before anything is built. Raises ConfigError (one line) otherwise."""
+    missing = [k for k in ("model", "optimizer", "meta") if k not in state]
+    if missing:
+        raise ConfigError(f"{path}: not a training checkpoint (no '{missing[0]}'); to start from its weights "
+                          f"use Global.pretrained_model or -w/--weights")
+    meta = state["meta"]
+    recorded = meta.get("arch_args")
+    if recorded is None and meta.get("config"):
+        recorded = _arch_args(yaml.safe_load(meta["config"]))
+    current = _arch_args(cfg)
+    if recorded is not None and recorded != current:
+        keys = sorted(set(recorded) | set(current), key=lambda k: (k != "name", k))
+        diff = [f"{k}: checkpoint {recorded.get(k)!r}, config {current.get(k)!r}"
+                for k in keys if recorded.get(k) != current.get(k)]
+        raise ConfigError(f"{path}: --resume needs a checkpoint of this config's model, but it was trained with "
+                          f"another Arch ({'; '.join(diff[:4])}); resume it with its own config, or start from its "
+                          f"weights with Global.pretrained_model")
+
+
+def previous_run_files(output_dir: str) -> List[str]:
+    """Checkpoints and best weights of an earlier training run in ``output_dir``."""
+    return sorted(glob.glob(os.path.join(output_dir, f"*{CKPT_EXT}"))
+                  + glob.glob(os.path.join(output_dir, BEST_WEIGHTS)))
+
+
+def _claim_output_dir(output_dir: str, overwrite: bool) -> None:
+    """A new run needs an ``output_dir`` without another run's files (they would mix with this run's),
+    unless ``overwrite`` removes them first."""
+    previous = previous_run_files(output_dir)
+    if not previous:
+        return
+    if not overwrite:
+        names = ", ".join(os.path.basename(p) for p in previous[:4]) + (", ..." if len(previous) > 4 else "")
+        raise ConfigError(f"Global.output_dir '{output_dir}' holds a previous run ({names}): continue it with "
+                          f"--resume, start over with --overwrite (removes those files), or set another "
+                          f"-o Global.output_dir=...")
+    for path in previous + [os.path.join(output_dir, "vdl"), os.path.join(output_dir, "train.log")]:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _check_finite_eval(result: Dict[str, Any], epoch: int, which: str) -> None:
+    if not math.isfinite(result["loss"]):
+        raise NonFiniteLossError(f"evaluation loss ({which} weights) is {result['loss']} after epoch {epoch + 1}: "
+                                 f"the run diverged. Lower Optimizer.lr.learning_rate or set Optimizer.clip_norm")
 
 
 class Trainer:
@@ -156,6 +219,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "meta": {"epoch": epoch, "batch": batch, "updates": self.updates, "best": self.best,
                      "world_size": self.world_size, "arch": self.cfg["Arch"]["name"],
+                     "arch_args": _arch_args(self.cfg), "class_names": self.class_names,
                      "config": yaml.safe_dump(self.cfg, sort_keys=False)},
         }
 
@@ -164,12 +228,7 @@ class Trainer:
             return None
         return save_checkpoint(self._state(epoch, batch), os.path.join(self.output_dir, name))
 
-    def _resume(self, path: str) -> tuple:
-        state = load_checkpoint_file(path)
-        for key in ("model", "optimizer", "meta"):
-            if key not in state:
-                raise ValueError(f"{path}: not a training checkpoint (no '{key}'); use Global.pretrained_model "
-                                 f"to initialise from weights")
+    def _resume(self, path: str, state: Dict[str, Any]) -> tuple:
         meta = state["meta"]
         if meta.get("world_size", 1) != self.world_size:
             self.log.warning(f"{path} was written by {meta.get('world_size')} processes, resuming with "
@@ -189,19 +248,35 @@ class Trainer:
         return int(meta["epoch"]), int(meta["batch"])
 
     # ------------------------------------------------------------------ train
-    def train(self, resume: Optional[str] = None) -> Dict[str, Any]:
-        """Run ``Global.epochs`` epochs (continuing from ``resume`` / ``Global.checkpoints`` if given)."""
+    def train(self, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
+        """Run ``Global.epochs`` epochs (continuing from ``resume`` / ``Global.checkpoints`` if given).
+
+        A fresh run refuses an ``output_dir`` that holds another run's checkpoints unless ``overwrite``
+        (then those files are removed first); resuming checks the checkpoint's recorded ``Arch`` against
+        the config before anything is built. Ctrl-C stops after the current update, saves ``latest``
+        and raises :class:`~paddle_lk.engine.runtime.Interrupted`.
+
+        Raises:
+            ConfigError (bad config, output dir in use, resume checkpoint of another model),
+            DataError, :class:`NonFiniteLossError` (NaN/inf training or evaluation loss), Interrupted.
+        """
         cfg, g = self.cfg, self.g
         if cfg["DataLoader"].get("Train") is None:
             raise ConfigError("DataLoader.Train: required for training")
-        if self.rank == 0:
-            prepare_bundled_data(cfg)
-        self._barrier()
         do_eval = g["eval_during_train"] and cfg["DataLoader"].get("Eval") is not None
         check_data_exists(cfg, "Train")
         if do_eval:
             check_data_exists(cfg, "Eval")
         resume_path = resolve_resume(resume or g.get("checkpoints"), self.output_dir)
+        resume_state = None
+        if resume_path:
+            resume_state = load_checkpoint_file(resume_path)
+            check_resume_compatible(resume_path, resume_state, cfg)
+        elif self.rank == 0 and previous_run_files(self.output_dir):
+            _claim_output_dir(self.output_dir, overwrite)
+            self.log = setup_logger(self.output_dir, self.rank)  # a fresh train.log
+        self._barrier()
+        self.class_names = class_names_for(cfg)
         loader, sampler = build_loader(cfg, "Train", self.rank, self.world_size)
         eval_loader = build_loader(cfg, "Eval", self.rank, self.world_size)[0] if do_eval else None
         mixup = build_mixup(cfg["DataLoader"]["Train"]["dataset"].get("batch_transform_ops"),
@@ -230,7 +305,8 @@ class Trainer:
         self.best = {"top1": -1.0, "epoch": 0, "source": None}
         start_epoch, start_batch = 0, 0
         if resume_path:
-            start_epoch, start_batch = self._resume(resume_path)
+            start_epoch, start_batch = self._resume(resume_path, resume_state)
+            del resume_state
         model = paddle.DataParallel(self.net) if self.world_size > 1 else self.net
         vdl = ScalarWriter(self.output_dir, g["use_visualdl"], self.rank)
         n_params = sum(int(p.numel()) for p in self.net.parameters() if not p.stop_gradient)
@@ -240,12 +316,12 @@ class Trainer:
         summary: Dict[str, Any] = {"output_dir": self.output_dir}
         last_eval: Dict[str, float] = {}
         t_train = time.time()
+        self._resume_point = (start_epoch, start_batch)
         try:
             for epoch in range(start_epoch, g["epochs"]):
                 first = start_batch if epoch == start_epoch else 0
-                if first >= steps:
-                    continue
-                self._train_epoch(model, loader, sampler, mixup, epoch, first, steps, accum, vdl)
+                if first < steps:  # (an interrupt right after the epoch's last update leaves only its tail)
+                    self._train_epoch(model, loader, sampler, mixup, epoch, first, steps, accum, vdl)
                 if self.world_size > 1:
                     self._average_buffers()
                 is_last = epoch + 1 == g["epochs"]
@@ -256,7 +332,14 @@ class Trainer:
                     if self.rank == 0:
                         prune_epochs(self.output_dir, g["keep_checkpoint_max"])
                 self._save(LATEST, epoch + 1, 0)
+                self._resume_point = (epoch + 1, 0)
                 self._barrier()
+        except Interrupted:
+            # The last completed update is a consistent point: keep it, so --resume continues from there.
+            epoch, batch = self._resume_point
+            path = self._save(LATEST, epoch, batch)
+            raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {batch}: saved {path}; continue with "
+                              f"--resume") from None
         finally:
             vdl.close()
         if self.world_size > 1:
@@ -278,7 +361,7 @@ class Trainer:
         model.train()
         sampler.set_epoch(epoch, first)
         bar = None
-        if g["use_tqdm"] and self.rank == 0:
+        if progress_enabled(g["use_tqdm"] and self.rank == 0):
             from tqdm import tqdm
 
             bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{g['epochs']}", dynamic_ncols=True,
@@ -330,6 +413,8 @@ class Trainer:
                     self.ema.update(self.net)
                 if g["save_step_interval"] and self.updates % g["save_step_interval"] == 0 and batch + 1 < steps:
                     self._save(LATEST, epoch, batch + 1)
+                self._resume_point = (epoch, batch + 1)  # a consistent point: the update is complete
+                check_interrupt()
             seen += int(x.shape[0])
             loss_acc += value
             loss_n += 1
@@ -376,11 +461,12 @@ class Trainer:
         self.log.info(f"parameters identical on all {self.world_size} ranks (checksum {values[0]:.10g})")
 
     def _eval_and_track(self, eval_loader, topk: List[int], epoch: int, vdl: ScalarWriter) -> Dict[str, float]:
-        show = self.g["use_tqdm"] and self.rank == 0
+        show = progress_enabled(self.g["use_tqdm"] and self.rank == 0)
         result = evaluate(self.net, eval_loader, self.eval_loss_fn, topk, self.world_size, self.amp, show)
         for k, v in result.items():
             vdl.add(f"eval/{k}", v, epoch + 1)
         self.log.info(f"epoch {epoch + 1} eval: " + _fmt(result))
+        _check_finite_eval(result, epoch, "model")
         candidates = [("model", result, self.net.state_dict())]
         if self.ema is not None and self.cfg["EMA"]["eval"]:
             ema_net = self._ema_model()
@@ -388,6 +474,7 @@ class Trainer:
             for k, v in ema_result.items():
                 vdl.add(f"eval_ema/{k}", v, epoch + 1)
             self.log.info(f"epoch {epoch + 1} eval (EMA): " + _fmt(ema_result))
+            _check_finite_eval(ema_result, epoch, "EMA")
             candidates.append(("ema", ema_result, self.ema.state_dict()))
             result = dict(result, **{f"ema_{k}": v for k, v in ema_result.items()})
         self.net.train()
@@ -414,9 +501,6 @@ class Trainer:
         cfg = self.cfg
         if cfg["DataLoader"].get("Eval") is None:
             raise ConfigError("DataLoader.Eval: required for evaluation")
-        if self.rank == 0:
-            prepare_bundled_data(cfg)
-        self._barrier()
         check_data_exists(cfg, "Eval")
         loader = build_loader(cfg, "Eval", self.rank, self.world_size)[0]
         self.num_classes = num_classes_of(cfg)
