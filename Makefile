@@ -16,7 +16,7 @@ $(STAMP): requirements.txt setup.py
 	touch $(STAMP)
 
 quickstart: env
-	$(PY) tools/train.py -c configs/quickstart.yaml
+	$(PY) tools/train.py -c configs/quickstart.yaml --overwrite
 
 demo: env
 	$(PY) tools/demo.py

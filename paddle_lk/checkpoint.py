@@ -281,8 +281,8 @@ def _form_hint(family: Optional[Family], missing: Sequence[str], present: Mappin
     except (DetectionError, KeyError, ValueError):
         return ""
     if ck_form == "deploy" and md_form == "train":
-        return (f" (the checkpoint is in deploy form but the model is in train form: build the model in "
-                f"deploy form, or call paddle_lk.reparameterize(model) first)")
+        return (" (the checkpoint is in deploy form but the model is in train form: build the model in "
+                "deploy form, or call paddle_lk.reparameterize(model) first)")
     return ""
 
 

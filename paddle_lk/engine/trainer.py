@@ -1,18 +1,11 @@
-"""The classification training / evaluation loop.
-
-Determinism (exact resume on CPU): the data order is a function of (seed, epoch), each sample's
-augmentation RNG of (seed, epoch, index) and each step's Paddle/NumPy RNG (drop path, Mixup) of
-(seed, epoch, batch, rank). A checkpoint therefore only needs the model, optimizer, scheduler,
-EMA and scaler states plus the (epoch, batch) position to continue bit-for-bit.
-"""
+"""Classification training and evaluation: the model, data, loss and metrics of a PaddleClas-style
+config, run by the shared :class:`~paddle_lk.engine.loop.TrainLoop` (exact resume, NaN stop, Ctrl-C,
+logging -- the same as segmentation and detection)."""
 from __future__ import annotations
 
-import contextlib
 import glob
-import math
 import os
 import shutil
-import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -23,22 +16,18 @@ import yaml
 
 from ..checkpoint import load_checkpoint
 from .builder import build_loss, build_model, num_classes_of, parse_topk
-from .checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST, load_checkpoint_file, \
-    optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, resolve_resume, save_checkpoint
+from .checkpoint import BEST_WEIGHTS, CKPT_EXT, load_checkpoint_file, resolve_resume
 from .config import ConfigError
 from .data import build_loader, build_mixup, check_data_exists, class_names_for
 from .ema import ModelEMA
 from .export import export_model
-from .logger import ScalarWriter, setup_logger
+from .logger import setup_logger
+from .loop import LoopConfig, NonFiniteLossError, TrainLoop
 from .optim import build_lr_scheduler, build_optimizer
-from .runtime import Interrupted, check_interrupt, progress_enabled
+from .runtime import progress_enabled
 
 __all__ = ["Trainer", "NonFiniteLossError", "setup_device", "evaluate", "dist_info", "check_resume_compatible",
            "previous_run_files", "ARCH_ENGINE_KEYS"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN/inf; raised before the bad gradients touch the weights."""
 
 
 def dist_info() -> tuple:
@@ -62,12 +51,9 @@ def setup_device(device: str) -> str:
     return device
 
 
-def _fmt(metrics: Dict[str, Any]) -> str:
-    return " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-
-
-def _step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 100_003 + batch * 101 + rank * 7) % (2 ** 31)
+def topk_reported(num_classes: int) -> List[int]:
+    """Training top-k logged: top-1, and top-5 when there are more than 5 classes to choose from."""
+    return [1, 5] if num_classes > 5 else [1]
 
 
 @paddle.no_grad()
@@ -161,12 +147,6 @@ def _claim_output_dir(output_dir: str, overwrite: bool) -> None:
             os.remove(path)
 
 
-def _check_finite_eval(result: Dict[str, Any], epoch: int, which: str) -> None:
-    if not math.isfinite(result["loss"]):
-        raise NonFiniteLossError(f"evaluation loss ({which} weights) is {result['loss']} after epoch {epoch + 1}: "
-                                 f"the run diverged. Lower Optimizer.lr.learning_rate or set Optimizer.clip_norm")
-
-
 class Trainer:
     """Train / evaluate a classification model from a validated config (see :mod:`.config`)."""
 
@@ -210,51 +190,14 @@ class Trainer:
         report = load_checkpoint(self.net, path, use_ema=None, log=self.log.info)
         self.log.info(f"initialised from {report.source}: {report}")
 
-    def _state(self, epoch: int, batch: int) -> Dict[str, Any]:
-        return {
-            "model": self.net.state_dict(),
-            "optimizer": optimizer_state_to_structured(self.optimizer.state_dict(), self.net),
-            "scheduler": self.scheduler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "meta": {"epoch": epoch, "batch": batch, "updates": self.updates, "best": self.best,
-                     "world_size": self.world_size, "arch": self.cfg["Arch"]["name"],
-                     "arch_args": _arch_args(self.cfg), "class_names": self.class_names,
-                     "config": yaml.safe_dump(self.cfg, sort_keys=False)},
-        }
-
-    def _save(self, name: str, epoch: int, batch: int) -> Optional[str]:
-        if self.rank != 0:
-            return None
-        return save_checkpoint(self._state(epoch, batch), os.path.join(self.output_dir, name))
-
-    def _resume(self, path: str, state: Dict[str, Any]) -> tuple:
-        meta = state["meta"]
-        if meta.get("world_size", 1) != self.world_size:
-            self.log.warning(f"{path} was written by {meta.get('world_size')} processes, resuming with "
-                             f"{self.world_size}: the data order differs from an uninterrupted run")
-        self.net.set_state_dict(state["model"])
-        self.optimizer.set_state_dict(optimizer_state_from_structured(state["optimizer"], self.net))
-        if state.get("scheduler"):
-            self.scheduler.set_state_dict(state["scheduler"])
-        if self.ema is not None and state.get("ema"):
-            self.ema.set_state_dict(state["ema"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.updates = int(meta["updates"])
-        self.best = meta.get("best") or self.best
-        self.log.info(f"resumed from {path}: epoch {meta['epoch'] + 1}, batch {meta['batch']}, "
-                      f"{self.updates} updates done")
-        return int(meta["epoch"]), int(meta["batch"])
-
     # ------------------------------------------------------------------ train
     def train(self, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
         """Run ``Global.epochs`` epochs (continuing from ``resume`` / ``Global.checkpoints`` if given).
 
         A fresh run refuses an ``output_dir`` that holds another run's checkpoints unless ``overwrite``
         (then those files are removed first); resuming checks the checkpoint's recorded ``Arch`` against
-        the config before anything is built. Ctrl-C stops after the current update, saves ``latest``
-        and raises :class:`~paddle_lk.engine.runtime.Interrupted`.
+        the config before anything is built. The loop itself is :class:`~paddle_lk.engine.loop.TrainLoop`
+        (exact resume, NaN stop, Ctrl-C, logging), shared with segmentation and detection.
 
         Raises:
             ConfigError (bad config, output dir in use, resume checkpoint of another model),
@@ -282,217 +225,70 @@ class Trainer:
         mixup = build_mixup(cfg["DataLoader"]["Train"]["dataset"].get("batch_transform_ops"),
                             "DataLoader.Train.dataset.batch_transform_ops")
         self._build()
-        self.loss_fn = build_loss(cfg, "Train", self.num_classes)
-        self.eval_loss_fn = build_loss(cfg, "Eval", self.num_classes)
+        loss_fn = build_loss(cfg, "Train", self.num_classes)
+        eval_loss_fn = build_loss(cfg, "Eval", self.num_classes)
         topk = parse_topk(cfg, "Eval")
         accum = g["accum_steps"]
         full_steps = sampler.batches_per_epoch()
         if full_steps == 0:
             raise ConfigError("DataLoader.Train: fewer samples than one batch with drop_last=True")
         steps = min(full_steps, g["max_steps_per_epoch"]) if g["max_steps_per_epoch"] else full_steps
-        updates_per_epoch = -(-steps // accum)
-        self.scheduler = build_lr_scheduler(cfg, updates_per_epoch)
-        self.optimizer = build_optimizer(cfg, self.net, self.scheduler)
-        self.ema = ModelEMA(self.net, cfg["EMA"]["decay"]) if cfg.get("EMA") else None
-        self.scaler = None
+        scheduler = build_lr_scheduler(cfg, -(-steps // accum))
+        optimizer = build_optimizer(cfg, self.net, scheduler)
+        ema = ModelEMA(self.net, cfg["EMA"]["decay"]) if cfg.get("EMA") else None
+        scaler = None
         if self.amp_enabled:
             amp = cfg["AMP"]
-            self.scaler = paddle.amp.GradScaler(init_loss_scaling=amp["scale_loss"],
-                                                use_dynamic_loss_scaling=amp["use_dynamic_loss_scaling"])
+            scaler = paddle.amp.GradScaler(init_loss_scaling=amp["scale_loss"],
+                                           use_dynamic_loss_scaling=amp["use_dynamic_loss_scaling"])
             if amp["level"] == "O2":
-                self.net, self.optimizer = paddle.amp.decorate(self.net, self.optimizer, level="O2")
-        self.updates = 0
-        self.best = {"top1": -1.0, "epoch": 0, "source": None}
-        start_epoch, start_batch = 0, 0
-        if resume_path:
-            start_epoch, start_batch = self._resume(resume_path, resume_state)
-            del resume_state
-        model = paddle.DataParallel(self.net) if self.world_size > 1 else self.net
-        vdl = ScalarWriter(self.output_dir, g["use_visualdl"], self.rank)
+                self.net, optimizer = paddle.amp.decorate(self.net, optimizer, level="O2")
+        num_classes, amp_cfg = self.num_classes, self.amp
+
+        def step(model: nn.Layer, data: Any, rng: np.random.RandomState):
+            x, y = data
+            target = y.astype("int64")
+            if mixup is not None:
+                soft = nn.functional.one_hot(target.reshape([-1]), num_classes).astype("float32")
+                x, target = mixup(x, soft, rng)
+            with paddle.amp.auto_cast(enable=amp_cfg["enable"], level=amp_cfg["level"]):
+                logits = model(x)
+            logits = logits.astype("float32")
+            loss = loss_fn(logits, target)
+            metrics = {}
+            if mixup is None:  # accuracy of mixed targets means nothing
+                lbl = y.reshape([-1, 1]).astype("int64")
+                for k in topk_reported(num_classes):
+                    metrics[f"top{k}"] = float(paddle.metric.accuracy(logits, lbl, k=k))
+            return loss, int(x.shape[0]), metrics
+
+        def evaluate_net(net: nn.Layer) -> Dict[str, float]:
+            return evaluate(net, eval_loader, eval_loss_fn, topk, self.world_size, amp_cfg,
+                            g["use_tqdm"] and self.rank == 0)
+
+        loop_cfg = LoopConfig(
+            output_dir=self.output_dir, epochs=g["epochs"], steps_per_epoch=steps, accum_steps=accum,
+            save_epochs=g["save_interval"], save_updates=g["save_step_interval"],
+            eval_epochs=g["eval_interval"], keep_checkpoint_max=g["keep_checkpoint_max"],
+            print_every=g["print_batch_step"], seed=g["seed"], progress=g["use_tqdm"],
+            use_visualdl=g["use_visualdl"], unit="images",
+            meta={"arch": cfg["Arch"]["name"], "arch_args": _arch_args(cfg), "class_names": self.class_names,
+                  "task": "cls", "config": yaml.safe_dump(cfg, sort_keys=False)})
+        loop = TrainLoop(self.net, optimizer, scheduler, sampler, loader, step, loop_cfg,
+                         evaluate=evaluate_net if eval_loader is not None else None, primary="top1", ema=ema,
+                         scaler=scaler, log=self.log, rank=self.rank, world_size=self.world_size,
+                         ema_net=lambda: build_model(self.cfg, load_pretrained=False))
         n_params = sum(int(p.numel()) for p in self.net.parameters() if not p.stop_gradient)
         self.log.info(f"{cfg['Arch']['name']}: {n_params:,} trainable parameters; {len(loader.dataset)} train "
                       f"images, {steps} steps/epoch x {self.world_size} process(es), device {self.device}, "
                       f"output {self.output_dir}")
-        summary: Dict[str, Any] = {"output_dir": self.output_dir}
-        last_eval: Dict[str, float] = {}
-        t_train = time.time()
-        self._resume_point = (start_epoch, start_batch)
-        try:
-            for epoch in range(start_epoch, g["epochs"]):
-                first = start_batch if epoch == start_epoch else 0
-                if first < steps:  # (an interrupt right after the epoch's last update leaves only its tail)
-                    self._train_epoch(model, loader, sampler, mixup, epoch, first, steps, accum, vdl)
-                if self.world_size > 1:
-                    self._average_buffers()
-                is_last = epoch + 1 == g["epochs"]
-                if eval_loader is not None and ((epoch + 1) % g["eval_interval"] == 0 or is_last):
-                    last_eval = self._eval_and_track(eval_loader, topk, epoch, vdl)
-                if (epoch + 1) % g["save_interval"] == 0 or is_last:
-                    self._save(f"epoch_{epoch + 1}{CKPT_EXT}", epoch + 1, 0)
-                    if self.rank == 0:
-                        prune_epochs(self.output_dir, g["keep_checkpoint_max"])
-                self._save(LATEST, epoch + 1, 0)
-                self._resume_point = (epoch + 1, 0)
-                self._barrier()
-        except Interrupted:
-            # The last completed update is a consistent point: keep it, so --resume continues from there.
-            epoch, batch = self._resume_point
-            path = self._save(LATEST, epoch, batch)
-            raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {batch}: saved {path}; continue with "
-                              f"--resume") from None
-        finally:
-            vdl.close()
-        if self.world_size > 1:
-            self._check_sync()
-        summary.update({"eval": last_eval, "best": self.best, "train_seconds": time.time() - t_train,
-                        "latest": os.path.join(self.output_dir, LATEST)})
-        if eval_loader is None and self.rank == 0:
-            # No eval: the final weights are what export/eval should use.
-            save_checkpoint(self.net.state_dict(), os.path.join(self.output_dir, BEST_WEIGHTS))
+        summary = loop.run((resume_path, resume_state) if resume_path else None)
+        del resume_state
         if g["export_after_train"] and self.rank == 0:
             # The output dir resolves to best_model.pdparams (best evaluated weights), else latest.
             summary["export"] = export_model(cfg, self.output_dir, g["save_inference_dir"], onnx=g["export_onnx"],
                                              logger=self.log)
         return summary
-
-    def _train_epoch(self, model, loader, sampler, mixup, epoch: int, first: int, steps: int, accum: int,
-                     vdl: ScalarWriter) -> None:
-        g = self.g
-        model.train()
-        sampler.set_epoch(epoch, first)
-        bar = None
-        if progress_enabled(g["use_tqdm"] and self.rank == 0):
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{g['epochs']}", dynamic_ncols=True,
-                       leave=False)
-        t0, seen, loss_acc, loss_n = time.time(), 0, 0.0, 0
-        batch = first
-        for batch, (x, y) in enumerate(loader, start=first):
-            if batch >= steps:
-                break
-            seed = _step_seed(g["seed"], epoch, batch, self.rank)
-            paddle.seed(seed)  # drop path etc.: a function of the position, not of history
-            target = y.astype("int64")
-            if mixup is not None:
-                soft = paddle.nn.functional.one_hot(target.reshape([-1]), self.num_classes).astype("float32")
-                x, target = mixup(x, soft, np.random.RandomState(seed))
-            is_update = (batch + 1) % accum == 0 or batch + 1 == steps
-            sync_ctx = model.no_sync() if (self.world_size > 1 and not is_update) else contextlib.nullcontext()
-            with sync_ctx:
-                with paddle.amp.auto_cast(enable=self.amp_enabled, level=self.amp["level"]):
-                    logits = model(x)
-                loss = self.loss_fn(logits.astype("float32"), target)
-                value = float(loss)
-                bad = not math.isfinite(value)
-                if self.world_size > 1:
-                    flag = paddle.to_tensor([1.0 if bad else 0.0])
-                    dist.all_reduce(flag)
-                    bad = float(flag) > 0
-                if bad:
-                    raise NonFiniteLossError(
-                        f"loss is {value} at epoch {epoch + 1}, batch {batch} (update {self.updates}): training "
-                        f"stopped before the update; the last good checkpoint is "
-                        f"{os.path.join(self.output_dir, LATEST) if os.path.isfile(os.path.join(self.output_dir, LATEST)) else 'none (none written yet)'}"
-                        f". Lower Optimizer.lr.learning_rate or set Optimizer.clip_norm")
-                scaled = loss / accum if accum > 1 else loss
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
-            if is_update:
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.optimizer.clear_grad()
-                self.scheduler.step()
-                self.updates += 1
-                if self.ema is not None:
-                    self.ema.update(self.net)
-                if g["save_step_interval"] and self.updates % g["save_step_interval"] == 0 and batch + 1 < steps:
-                    self._save(LATEST, epoch, batch + 1)
-                self._resume_point = (epoch, batch + 1)  # a consistent point: the update is complete
-                check_interrupt()
-            seen += int(x.shape[0])
-            loss_acc += value
-            loss_n += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", lr=f"{self.optimizer.get_lr():.2e}")
-            if (batch + 1) % g["print_batch_step"] == 0 or batch + 1 == steps:
-                elapsed = max(time.time() - t0, 1e-9)
-                ips = seen * self.world_size / elapsed
-                msg = {"loss": loss_acc / loss_n, "lr": self.optimizer.get_lr(), "ips": ips}
-                if mixup is None:
-                    lbl = y.reshape([-1, 1]).astype("int64")
-                    for k in (1, 5):
-                        msg[f"top{k}"] = float(paddle.metric.accuracy(logits.astype("float32"), lbl,
-                                                                      k=min(k, self.num_classes)))
-                for tag, v in msg.items():
-                    vdl.add(f"train/{tag}", v, self.updates)
-                self.log.info(f"epoch {epoch + 1}/{g['epochs']} batch {batch + 1}/{steps} "
-                              + " ".join(f"{k} {v:.4g}" for k, v in msg.items() if k != "ips")
-                              + f" | {ips:.4g} images/s")
-                t0, seen, loss_acc, loss_n = time.time(), 0, 0.0, 0
-        if bar is not None:
-            bar.close()
-
-    @paddle.no_grad()
-    def _average_buffers(self) -> None:
-        """Average BN running statistics over ranks (timm's ``dist_bn=reduce``): DataParallel syncs
-        gradients only, so without this every rank would evaluate and save different statistics."""
-        trainable = {id(p) for p in self.net.parameters() if not p.stop_gradient}
-        for tensor in self.net.state_dict().values():
-            if id(tensor) not in trainable and paddle.is_floating_point(tensor):
-                dist.all_reduce(tensor)
-                tensor.scale_(1.0 / self.world_size)
-
-    def _check_sync(self) -> None:
-        """DataParallel keeps replicas identical; verify it (a cheap checksum per rank) at the end."""
-        checksum = paddle.to_tensor([sum(float(p.astype("float64").abs().sum()) for p in self.net.parameters())],
-                                    dtype="float64")
-        gathered: List[paddle.Tensor] = []
-        dist.all_gather(gathered, checksum)
-        values = [float(t) for t in gathered]
-        if max(values) - min(values) > 1e-9 * max(1.0, abs(values[0])):
-            raise RuntimeError(f"replicas diverged: parameter checksums per rank {values}")
-        self.log.info(f"parameters identical on all {self.world_size} ranks (checksum {values[0]:.10g})")
-
-    def _eval_and_track(self, eval_loader, topk: List[int], epoch: int, vdl: ScalarWriter) -> Dict[str, float]:
-        show = progress_enabled(self.g["use_tqdm"] and self.rank == 0)
-        result = evaluate(self.net, eval_loader, self.eval_loss_fn, topk, self.world_size, self.amp, show)
-        for k, v in result.items():
-            vdl.add(f"eval/{k}", v, epoch + 1)
-        self.log.info(f"epoch {epoch + 1} eval: " + _fmt(result))
-        _check_finite_eval(result, epoch, "model")
-        candidates = [("model", result, self.net.state_dict())]
-        if self.ema is not None and self.cfg["EMA"]["eval"]:
-            ema_net = self._ema_model()
-            ema_result = evaluate(ema_net, eval_loader, self.eval_loss_fn, topk, self.world_size, self.amp, show)
-            for k, v in ema_result.items():
-                vdl.add(f"eval_ema/{k}", v, epoch + 1)
-            self.log.info(f"epoch {epoch + 1} eval (EMA): " + _fmt(ema_result))
-            _check_finite_eval(ema_result, epoch, "EMA")
-            candidates.append(("ema", ema_result, self.ema.state_dict()))
-            result = dict(result, **{f"ema_{k}": v for k, v in ema_result.items()})
-        self.net.train()
-        source, res, weights = max(candidates, key=lambda c: c[1]["top1"])
-        if res["top1"] > self.best["top1"]:
-            self.best = {"top1": res["top1"], "epoch": epoch + 1, "source": source}
-            if self.rank == 0:
-                save_checkpoint(self._state(epoch + 1, 0), os.path.join(self.output_dir, BEST))
-                save_checkpoint(weights, os.path.join(self.output_dir, BEST_WEIGHTS))
-            self.log.info(f"new best top1 {res['top1']:.4f} ({source} weights) -> "
-                          f"{os.path.join(self.output_dir, BEST_WEIGHTS)}")
-        return result
-
-    def _ema_model(self) -> nn.Layer:
-        if getattr(self, "_ema_net", None) is None:
-            self._ema_net = build_model(self.cfg, load_pretrained=False)
-        self._ema_net.set_state_dict(self.ema.state_dict())
-        return self._ema_net
 
     # ------------------------------------------------------------------ eval
     def evaluate(self, weights: Optional[str], use_ema: bool = False) -> Dict[str, float]:
