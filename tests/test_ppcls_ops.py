@@ -602,3 +602,38 @@ def test_van_b0_pipelines_from_paddleclas_config(tmp_path):
     target = paddle.to_tensor(np.eye(2, dtype=np.float32))
     xm, tm = mixup(x, target, np.random.RandomState(11))
     assert xm.shape == [2, 3, 224, 224] and np.allclose(tm.numpy().sum(1), 1.0)
+
+
+def test_train_and_infer_with_paddleclas_data_sections(tmp_path):
+    """tools/train.py and tools/infer.py run VAN_B0.yaml's data sections (sizes scaled to 16 px)."""
+    from paddle_lk.engine.cli import main
+
+    rng = np.random.RandomState(0)
+    lines = []
+    (tmp_path / "img").mkdir()
+    for i in range(8):
+        (tmp_path / "img" / f"{i}.jpg").write_bytes(_encode((rng.rand(20, 24, 3) * 255).astype(np.uint8), "JPEG"))
+        lines.append(f"img/{i}.jpg {i % 2}")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    data = yaml.safe_load(VAN_B0_DATA.replace("size: 224", "size: 16").replace("img_size: 224", "img_size: 16")
+                          .replace("resize_short: 248", "resize_short: 18"))
+    dataset = {"name": "ImageNetDataset", "image_root": str(tmp_path), "cls_label_path": str(tmp_path / "list.txt")}
+    cfg = {
+        "Global": {"output_dir": str(tmp_path / "out"), "epochs": 1, "seed": 1, "image_shape": [3, 16, 16],
+                   "use_tqdm": False, "use_visualdl": False, "device": "cpu"},
+        "Arch": {"name": "RepLKNet31B", "class_num": 2, "channels": [8, 16], "layers": [1, 1],
+                 "large_kernel_sizes": [7, 5], "small_kernel": 3},
+        "Loss": {"Train": [{"CELoss": {"weight": 1.0, "epsilon": 0.1}}], "Eval": [{"CELoss": {"weight": 1.0}}]},
+        "DataLoader": {
+            "Train": {"dataset": dict(dataset, **data["Train"]),
+                      "sampler": {"name": "DistributedBatchSampler", "batch_size": 4, "drop_last": True,
+                                  "shuffle": True}},
+            "Eval": {"dataset": dict(dataset, **data["Eval"]),
+                     "sampler": {"name": "DistributedBatchSampler", "batch_size": 4, "drop_last": False,
+                                 "shuffle": False}}},
+        "Infer": {"transforms": data["Infer"]["transforms"], "PostProcess": {"name": "Topk", "topk": 1}},
+    }
+    path = tmp_path / "van_data.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main("train", ["-c", str(path)]) == 0
+    assert main("infer", ["-c", str(path), "-w", str(tmp_path / "out"), "-i", str(tmp_path / "img" / "0.jpg")]) == 0
