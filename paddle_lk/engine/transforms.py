@@ -2,128 +2,38 @@
 
 A config lists ops as ``- OpName: {kwargs}``; ``OpName`` is any class of
 ``paddle.vision.transforms`` (``RandomResizedCrop``, ``RandomHorizontalFlip``, ``ColorJitter``,
-``Normalize``, ``RandomErasing``, ...) or one of the few ops Paddle lacks, defined here:
-``RandAugment`` (timm's ``rand-m9-mstd0.5-inc1`` policy -- neither ``paddle.vision.transforms`` nor
-the pip PaddleClas, which ships no ``ppcls/data``, provides one) and ``ToCHW``. Ops run on PIL
-images; ``Normalize(data_format=HWC)`` turns them into float arrays. Randomness comes only from
-Python's ``random`` and NumPy's global generator, which the dataset seeds per sample, so a
-sample's augmentation depends on (seed, epoch, index) alone (exact resume).
+``Normalize``, ``RandomErasing``, ...), one of the few ops Paddle lacks, defined here --
+``RandAugment`` (timm's RandAugment, e.g. ``rand-m9-mstd0.5-inc1``; neither ``paddle.vision.transforms``
+nor the pip PaddleClas, which ships no ``ppcls/data``, provides one) and ``ToCHW`` -- or a PaddleClas 2.6
+operator (``DecodeImage``, ``RandCropImage``, ``ResizeImage``, ``CropImage``, ``RandFlipImage``,
+``NormalizeImage``, ``ToCHWImage``, ``TimmAutoAugment``, PaddleClas-argument ``RandomErasing``; see
+:mod:`paddle_lk.engine.ppcls_ops`). paddle.vision ops run on PIL images and ``Normalize(data_format=HWC)``
+turns them into float arrays; PaddleClas pipelines start with ``DecodeImage`` and run on NumPy arrays.
+Randomness comes only from Python's ``random`` and NumPy's global generator, which the dataset seeds per
+sample, so a sample's augmentation depends on (seed, epoch, index) alone (exact resume).
 """
 from __future__ import annotations
 
 import inspect
-import random
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 import paddle.vision.transforms as T
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image
 
 from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
+from .ppcls_ops import PPCLS_OPS, RANDOM_ERASING_ARGS, OpArgError, RandomErasing as PPClsRandomErasing
+from .randaugment import RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS, RandAugment
 
-__all__ = ["RandAugment", "ToCHW", "build_transforms", "to_chw_float"]
-
-_FILL = (128, 128, 128)
-
-
-def _rotate(img, mag):
-    return img.rotate(mag, resample=Image.BILINEAR, fillcolor=_fill(img))
-
-
-def _fill(img):
-    return _FILL[0] if img.mode == "L" else _FILL[: len(img.getbands())]
-
-
-def _shear_x(img, mag):
-    return img.transform(img.size, Image.AFFINE, (1, mag, 0, 0, 1, 0), Image.BILINEAR, fillcolor=_fill(img))
-
-
-def _shear_y(img, mag):
-    return img.transform(img.size, Image.AFFINE, (1, 0, 0, mag, 1, 0), Image.BILINEAR, fillcolor=_fill(img))
-
-
-def _translate_x(img, mag):
-    return img.transform(img.size, Image.AFFINE, (1, 0, mag * img.size[0], 0, 1, 0), Image.BILINEAR,
-                         fillcolor=_fill(img))
-
-
-def _translate_y(img, mag):
-    return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, mag * img.size[1]), Image.BILINEAR,
-                         fillcolor=_fill(img))
-
-
-def _solarize_add(img, add):
-    lut = [min(255, i + add) if i < 128 else i for i in range(256)]
-    return img.point(lut * len(img.getbands()))
-
-
-# name -> (function, magnitude -> argument, whether the sign is randomised). Ranges follow timm's
-# RandAugment with increasing ("inc1") severity transforms.
-_RA_OPS: Dict[str, Any] = {
-    "AutoContrast": (lambda img, _: ImageOps.autocontrast(img), lambda m: None, False),
-    "Equalize": (lambda img, _: ImageOps.equalize(img), lambda m: None, False),
-    "Invert": (lambda img, _: ImageOps.invert(img), lambda m: None, False),
-    "Rotate": (_rotate, lambda m: m / 10 * 30.0, True),
-    "PosterizeIncreasing": (lambda img, b: ImageOps.posterize(img, b), lambda m: 4 - int(m / 10 * 4), False),
-    "SolarizeIncreasing": (lambda img, t: ImageOps.solarize(img, t), lambda m: 256 - int(m / 10 * 256), False),
-    "SolarizeAdd": (_solarize_add, lambda m: int(m / 10 * 110), False),
-    "ColorIncreasing": (lambda img, f: ImageEnhance.Color(img).enhance(f), lambda m: 1.0 + m / 10 * 0.9, True),
-    "ContrastIncreasing": (lambda img, f: ImageEnhance.Contrast(img).enhance(f), lambda m: 1.0 + m / 10 * 0.9,
-                           True),
-    "BrightnessIncreasing": (lambda img, f: ImageEnhance.Brightness(img).enhance(f),
-                             lambda m: 1.0 + m / 10 * 0.9, True),
-    "SharpnessIncreasing": (lambda img, f: ImageEnhance.Sharpness(img).enhance(f),
-                            lambda m: 1.0 + m / 10 * 0.9, True),
-    "ShearX": (_shear_x, lambda m: m / 10 * 0.3, True),
-    "ShearY": (_shear_y, lambda m: m / 10 * 0.3, True),
-    "TranslateXRel": (_translate_x, lambda m: m / 10 * 0.45, True),
-    "TranslateYRel": (_translate_y, lambda m: m / 10 * 0.45, True),
-}
-
-
-class RandAugment:
-    """RandAugment on PIL images (timm ``rand-m{magnitude}-mstd{magnitude_std}-inc1``).
-
-    Each call applies ``num_layers`` ops drawn uniformly from the increasing-severity op set,
-    each with probability ``prob`` and magnitude ~ N(magnitude, magnitude_std) clipped to [0, 10].
-    Signed ops (rotate, shear, translate, enhance) flip the sign of the offset with probability 0.5;
-    enhance factors become ``1 -/+ offset``.
-    """
-
-    def __init__(self, num_layers: int = 2, magnitude: float = 9.0, magnitude_std: float = 0.5,
-                 prob: float = 0.5, ops: Optional[Sequence[str]] = None) -> None:
-        self.ops = list(ops) if ops else list(_RA_OPS)
-        bad = [o for o in self.ops if o not in _RA_OPS]
-        if bad:
-            raise ValueError(f"RandAugment: unknown ops {bad}; valid: {', '.join(_RA_OPS)}")
-        self.num_layers, self.magnitude, self.magnitude_std, self.prob = num_layers, magnitude, magnitude_std, prob
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        if not isinstance(img, Image.Image):
-            raise TypeError("RandAugment expects a PIL image: put it before Normalize/ToTensor")
-        for name in random.choices(self.ops, k=self.num_layers):
-            if random.random() > self.prob:
-                continue
-            fn, arg_of, signed = _RA_OPS[name]
-            mag = self.magnitude
-            if self.magnitude_std > 0:
-                mag = random.gauss(self.magnitude, self.magnitude_std)
-            mag = min(10.0, max(0.0, mag))
-            arg = arg_of(mag)
-            if signed and arg is not None:
-                if name.endswith("Increasing"):  # enhance ops: factor = 1 +/- offset
-                    arg = 1.0 + (arg - 1.0) * (-1 if random.random() < 0.5 else 1)
-                elif random.random() < 0.5:
-                    arg = -arg
-            img = fn(img, arg)
-        return img
-
-    def __repr__(self) -> str:
-        return f"RandAugment(n={self.num_layers}, m={self.magnitude}, mstd={self.magnitude_std}, p={self.prob})"
+__all__ = ["RandAugment", "ToCHW", "Compose", "available_ops", "build_transforms", "to_chw_float",
+           "RAND_TRANSFORMS", "RAND_INCREASING_TRANSFORMS"]
 
 
 class ToCHW:
-    """HWC array (or PIL image) -> CHW float32 array (PaddleClas's ``ToCHWImage``)."""
+    """HWC array (or PIL image) -> CHW float32 array; 2-D images get a channel axis.
+
+    (PaddleClas's ``ToCHWImage`` -- also available -- keeps the dtype and needs 3-D input.)
+    """
 
     def __call__(self, img: Any) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32)
@@ -133,6 +43,23 @@ class ToCHW:
 
 
 _LOCAL_OPS: Dict[str, Callable] = {"RandAugment": RandAugment, "ToCHW": ToCHW}
+
+
+class Compose(T.Compose):
+    """The built pipeline: ops applied in order (without ``paddle.vision``'s printed stack trace on error).
+
+    ``wants_bytes`` is true when the first op is PaddleClas's ``DecodeImage``: the dataset then passes the
+    image file's bytes instead of a decoded PIL image (see :func:`paddle_lk.engine.data.read_sample`).
+    """
+
+    def __init__(self, transforms: Sequence[Callable]) -> None:
+        super().__init__(list(transforms))
+        self.wants_bytes = bool(self.transforms) and bool(getattr(self.transforms[0], "wants_bytes", False))
+
+    def __call__(self, data: Any) -> Any:
+        for op in self.transforms:
+            data = op(data)
+        return data
 
 
 def _paddle_ops() -> Dict[str, type]:
@@ -145,31 +72,79 @@ def _valid_kwargs(cls: Callable) -> List[str]:
     return [p for p in params if p not in ("self", "keys", "args", "kwargs")]
 
 
-def build_transforms(ops: Any, path: str) -> T.Compose:
-    """A ``Compose`` from ``- OpName: {kwargs}`` items; unknown ops/arguments raise naming ``path``."""
-    available = dict(_paddle_ops())
+def _required_kwargs(cls: Callable) -> List[str]:
+    params = inspect.signature(cls.__init__ if inspect.isclass(cls) else cls).parameters
+    return [n for n, p in params.items() if n not in ("self", "keys", "args", "kwargs")
+            and p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD and p.kind is not p.VAR_POSITIONAL]
+
+
+def _random_erasing(kwargs: Dict[str, Any], ppcls_pipeline: bool, where: str) -> type:
+    """``RandomErasing`` is both a paddle.vision op and a PaddleClas op: the arguments decide; with none,
+    PaddleClas's in a pipeline that starts with ``DecodeImage``, paddle.vision's otherwise."""
+    vision_args = set(_valid_kwargs(T.RandomErasing))
+    ours, theirs = set(kwargs) & set(RANDOM_ERASING_ARGS), set(kwargs) & vision_args
+    if ours and theirs:
+        raise ConfigError(f"{where}: mixes PaddleClas RandomErasing arguments ({', '.join(sorted(ours))}) with "
+                          f"paddle.vision RandomErasing arguments ({', '.join(sorted(theirs))}); use one set")
+    if ours or (not theirs and ppcls_pipeline):
+        return PPClsRandomErasing
+    return T.RandomErasing
+
+
+def available_ops() -> Dict[str, Callable]:
+    """Every transform op name a config may use: ``paddle.vision.transforms`` classes, ``RandAugment``,
+    ``ToCHW`` and PaddleClas 2.6's operators (:mod:`paddle_lk.engine.ppcls_ops`)."""
+    available: Dict[str, Callable] = dict(_paddle_ops())
     available.update(_LOCAL_OPS)
+    available.update(PPCLS_OPS)
+    return available
+
+
+def build_transforms(ops: Any, path: str) -> Compose:
+    """A :class:`Compose` from ``- OpName: {kwargs}`` items (see :func:`available_ops`).
+
+    Raises:
+        ConfigError: an unknown op or argument (naming ``path[i].Op.arg`` and the closest valid name), a
+            missing required argument, or a bad argument value.
+    """
+    available = available_ops()
+    items = list_of_single_key_dicts(ops, path)
+    ppcls_pipeline = bool(items) and items[0][0] == "DecodeImage"
     built = []
-    for i, (name, kwargs) in enumerate(list_of_single_key_dicts(ops, path)):
+    for i, (name, kwargs) in enumerate(items):
+        where = f"{path}[{i}].{name}"
         if name not in available:
             raise unknown_key_error(f"{path}[{i}]", name, available, where="transform op: ")
-        cls = available[name]
+        if name == "RandAugment" and ppcls_pipeline:
+            raise ConfigError(f"{where}: in a PaddleClas pipeline (one starting with DecodeImage) 'RandAugment' "
+                              f"would be PaddleClas's own RandAugment policy, which paddle_lk does not implement; "
+                              f"paddle_lk's RandAugment is timm's and runs on PIL images: use TimmAutoAugment "
+                              f"(config_str 'rand-m9-mstd0.5-inc1' style) instead")
+        cls = _random_erasing(kwargs, ppcls_pipeline, where) if name == "RandomErasing" else available[name]
         valid = _valid_kwargs(cls)
         for key in kwargs:
             if key not in valid:
-                raise unknown_key_error(f"{path}[{i}].{name}", key, valid)
+                raise unknown_key_error(where, key, valid)
+        for key in _required_kwargs(cls):
+            if key not in kwargs:
+                raise ConfigError(f"{where}.{key}: required")
         try:
             built.append(cls(**kwargs))
+        except OpArgError as exc:
+            raise ConfigError(f"{where}.{exc.arg}: {exc.message}") from None
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}[{i}].{name}: {exc}") from None
-    return T.Compose(built)
+            raise ConfigError(f"{where}: {exc}") from None
+    return Compose(built)
 
 
 def to_chw_float(sample: Any, channels: int) -> np.ndarray:
     """The transformed sample as a CHW float32 array.
 
-    PIL images become ``[0, 1]`` floats; HWC arrays (``Normalize(data_format=HWC)``) are
-    transposed; CHW arrays and tensors pass through.
+    PIL images become ``[0, 1]`` floats; HWC arrays (``Normalize(data_format=HWC)``, PaddleClas's
+    ``NormalizeImage(order: '')``) are transposed; CHW arrays and tensors pass through.
+
+    Raises:
+        ValueError: the result is not ``channels`` x H x W.
     """
     if isinstance(sample, Image.Image):
         arr = np.asarray(sample, dtype=np.float32) / 255.0
@@ -183,4 +158,7 @@ def to_chw_float(sample: Any, channels: int) -> np.ndarray:
         raise ValueError(f"transforms produced an array of shape {arr.shape}, expected an image")
     if arr.shape[0] != channels and arr.shape[-1] == channels:
         arr = arr.transpose(2, 0, 1)
+    if arr.shape[0] != channels:
+        raise ValueError(f"transforms produced an image of shape {arr.shape}, expected {channels} channels "
+                         f"(Global.image_shape[0]) first or last")
     return np.ascontiguousarray(arr)
