@@ -19,7 +19,7 @@ from skimage import data as skdata
 
 from paddle_lk.engine import ppcls_ops as P
 from paddle_lk.engine.config import ConfigError, DataError
-from paddle_lk.engine.data import ClassificationDataset, Mixup, build_mixup, read_sample
+from paddle_lk.engine.data import ClassificationDataset, Mixup, SampleSource, build_mixup, read_sample
 from paddle_lk.engine.transforms import RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS, RandAugment, \
     build_transforms, to_chw_float
 
@@ -429,7 +429,7 @@ def test_batch_ops_map_onto_mixup():
             ({"OpSampler": {"MixupOperator": {"prob": 0.7}, "CutmixOperator": {"prob": 0.5}}},
              rf"{where}OpSampler: the ops' prob values add up to 1\.2 > 1"),
             ({"OpSampler": {"FmixOperator": {"prob": 0.5}}},
-             rf"unknown config key '{where}OpSampler\.FmixOperator'; did you mean '{where}OpSampler\.CutmixOperator'"),
+             rf"unknown config key '{where}OpSampler\.FmixOperator'; did you mean '{where}OpSampler\.(Cutmix|Mixup)Operator'"),
             ({"OpSampler": {"MixupOperator": {"alpha": 0.8}}}, rf"{where}OpSampler\.MixupOperator\.prob: required"),
             ({"OpSampler": {"CutmixOperator": {"alpha": 0, "prob": 0.5}}},
              rf"{where}OpSampler\.CutmixOperator\.alpha: must be a number > 0"),
@@ -577,9 +577,9 @@ def test_van_b0_pipelines_from_paddleclas_config(tmp_path):
     jpg = _encode(skdata.astronaut(), "JPEG", quality=90)  # 512 x 512
     (tmp_path / "astronaut.jpg").write_bytes(jpg)
     (tmp_path / "list.txt").write_text("astronaut.jpg 0\nastronaut.jpg 1\n")
-    train = ClassificationDataset(str(tmp_path), str(tmp_path / "list.txt"),
-                                  build_transforms(cfg["Train"]["transform_ops"], "DataLoader.Train.dataset.transform_ops"),
-                                  seed=7)
+    train = SampleSource(ClassificationDataset(str(tmp_path), str(tmp_path / "list.txt"),
+                                               build_transforms(cfg["Train"]["transform_ops"],
+                                                                "DataLoader.Train.dataset.transform_ops")), seed=7)
     a, label = train[(1, 3)]
     assert a.dtype == np.float32 and a.shape == (3, 224, 224) and int(label) == 1 and np.isfinite(a).all()
     np.testing.assert_array_equal(a, train[(1, 3)][0])  # a function of (seed, epoch, index)

@@ -1,7 +1,9 @@
 """Model and loss construction from a validated config (``Arch`` and ``Loss`` sections)."""
 from __future__ import annotations
 
+import importlib
 import inspect
+import logging
 from typing import Any, Dict, List
 
 import paddle
@@ -17,6 +19,8 @@ from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 
 __all__ = ["build_model", "SoftTargetCrossEntropy", "build_loss", "model_kwargs", "constructor_params"]
 
+logger = logging.getLogger("paddle_lk.engine")
+
 # Arch keys the engine consumes itself (everything else goes to the model constructor).
 _ENGINE_ARCH_KEYS = ("name", "pretrained", "refocus", "drop_head")
 
@@ -27,6 +31,19 @@ def constructor_params(name: str) -> List[str]:
     model_cls = get_family(model_cfg(name).family).model_cls
     params += [p for p in inspect.signature(model_cls.__init__).parameters if p not in ("self", "kwargs")]
     return sorted(set(params) | {"in_chans"})
+
+
+def _ppcls_backbone(name: str) -> Any:
+    """A backbone constructor of the installed PaddleClas (``ppcls.arch.backbone``), if it has ``name``."""
+    for module in ("ppcls.arch.backbone", "paddleclas.ppcls.arch.backbone"):
+        try:
+            backbone = importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - an optional toolkit that may fail to import in many ways
+            continue
+        fn = getattr(backbone, name, None)
+        if callable(fn):
+            return fn
+    return None
 
 
 def model_kwargs(arch: Dict[str, Any]) -> Dict[str, Any]:
@@ -44,6 +61,11 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
     name = arch["name"]
     kwargs = model_kwargs(arch)
     pretrained = arch.get("pretrained") if load_pretrained else None
+    same = [n for n in list_models() if n.lower() == name.lower()]
+    if name not in list_models() and len(same) == 1:
+        # PaddleClas spells VAN's variants VAN_B0...: the same model (its weights load too).
+        logger.info(f"Arch.name {name}: paddle_lk's {same[0]}")
+        name = same[0]
     if name in list_models():
         valid = constructor_params(name)
         for key in kwargs:
@@ -65,6 +87,8 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
         model = fn(**kwargs)
         if pretrained:
             load_checkpoint(model, pretrained)
+    elif _ppcls_backbone(name) is not None:
+        model = _ppcls_backbone(name)(pretrained=pretrained or False, **kwargs)
     else:
         choices = list_models() + [n for n in dir(paddle.vision.models) if not n.startswith("_")]
         close = closest(name, choices, n=1)
@@ -159,7 +183,10 @@ def parse_topk(cfg: Dict[str, Any], split: str) -> List[int]:
         if not all(isinstance(k, int) and k >= 1 for k in ks):
             raise ConfigError(f"{path}[{i}].TopkAcc.topk: expected positive ints, got {ks!r}")
         topk.extend(ks)
-    return sorted(set(topk)) or [1]
+    topk = sorted(set(topk)) or [1]
+    # A top-k over k >= the number of classes is always 1: report it only where it says something.
+    n = (cfg.get("Arch") or {}).get("class_num")
+    return [k for k in topk if not isinstance(n, int) or k == 1 or k < n]
 
 
 def num_classes_of(cfg: Dict[str, Any]) -> int:

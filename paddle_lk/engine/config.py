@@ -9,6 +9,7 @@ with the same kind of message.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -33,6 +34,8 @@ _LOADER_SCHEMA = {
         "name": (str,),
         "image_root": (str,),
         "cls_label_path": (str, NoneType),
+        "delimiter": (str, NoneType),
+        "relabel": (bool,),
         "class_names_path": (str, NoneType),
         "transform_ops": (list,),
         "batch_transform_ops": (list, NoneType),
@@ -73,13 +76,21 @@ SCHEMA: Dict[str, Any] = {
         "max_steps_per_epoch": (int, NoneType),
         "sync_bn": (bool,),
         "prepare_data": (str, NoneType),
-        "check_images": (bool,),
+        "check_images": (bool, str),
+        # PaddleClas keys: update_freq is gradient accumulation (= accum_steps), class_num the old
+        # spelling of Arch.class_num, to_static traces the training forward with paddle.jit.to_static.
+        "update_freq": (int,),
+        "class_num": (int, NoneType),
+        "to_static": (bool,),
+        "use_dali": (bool,),
     },
     "AMP": {
         "use_amp": (bool,),
         "level": (str,),
         "scale_loss": _NUM,
         "use_dynamic_loss_scaling": (bool,),
+        "use_fp16_test": (bool,),
+        "use_promote": (bool,),
     },
     "EMA": {
         "decay": _NUM,
@@ -137,7 +148,7 @@ DEFAULTS: Dict[str, Any] = {
         "eval_during_train": True, "eval_interval": 1, "print_batch_step": 10, "use_visualdl": True,
         "use_tqdm": True, "image_shape": [3, 224, 224], "export_after_train": False, "export_onnx": False,
         "accum_steps": 1, "max_steps_per_epoch": None, "sync_bn": False, "prepare_data": None,
-        "check_images": True,
+        "check_images": True, "to_static": False, "use_dali": False,
     },
     "AMP": {"use_amp": False, "level": "O1", "scale_loss": 65536.0, "use_dynamic_loss_scaling": True},
     "Loss": {"Train": [{"CELoss": {"weight": 1.0, "epsilon": 0.0}}], "Eval": [{"CELoss": {"weight": 1.0}}]},
@@ -161,6 +172,7 @@ _LOADER_DEFAULTS = {
 
 _CHOICES = {
     "Global.device": ("auto", "cpu", "gpu"),
+    "Global.check_images": (True, False, "decode"),
     "AMP.level": ("O1", "O2"),
     "Optimizer.name": ("AdamW", "Momentum", "SGD"),
     "Optimizer.lr.name": ("Cosine", "Constant"),
@@ -184,8 +196,8 @@ def _check_leaf(path: str, value: Any, types: Tuple[type, ...]) -> None:
         raise ConfigError(f"{path}: expected {_type_names(types)}, got {value!r} ({type(value).__name__})")
     choices = _CHOICES.get(path)
     if choices and value not in choices:
-        close = closest(str(value), choices, n=1)
-        raise ConfigError(f"{path}: '{value}' is not one of {', '.join(choices)}"
+        close = closest(str(value), [str(c) for c in choices], n=1)
+        raise ConfigError(f"{path}: '{value}' is not one of {', '.join(map(str, choices))}"
                           + (f"; did you mean '{close[0]}'?" if close else ""))
 
 
@@ -224,6 +236,45 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _paddleclas_aliases(cfg: Dict[str, Any]) -> None:
+    """PaddleClas spellings mapped onto the engine's: ``Global.update_freq`` is ``Global.accum_steps``,
+    ``Global.class_num`` the old place of ``Arch.class_num``; a conflicting pair is an error."""
+    g = cfg.get("Global") or {}
+    if "update_freq" in g:
+        if "accum_steps" in g and g["accum_steps"] != g["update_freq"]:
+            raise ConfigError(f"Global.update_freq ({g['update_freq']}) and Global.accum_steps ({g['accum_steps']}) "
+                              f"are the same setting (gradient accumulation) and disagree")
+        g["accum_steps"] = g.pop("update_freq")
+    if g.get("class_num") is not None:
+        arch = cfg.get("Arch") or {}
+        if arch.get("class_num") is None:
+            arch["class_num"] = g["class_num"]
+        elif arch["class_num"] != g["class_num"]:
+            raise ConfigError(f"Global.class_num ({g['class_num']}) and Arch.class_num ({arch['class_num']}) disagree")
+    g.pop("class_num", None)
+
+
+def _literal_numbers(node: Any) -> Any:
+    """PaddleClas reads string values directly under mappings as Python literals (YAML 1.1 keeps ``1e-6``
+    a string); the same here, so an ``Arch`` argument ``layer_scale_init_value: 1e-6`` is a float."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str):
+                try:
+                    literal = ast.literal_eval(value.strip())
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    continue
+                if isinstance(literal, (int, float)) and not isinstance(literal, bool):
+                    node[key] = literal
+            else:
+                _literal_numbers(value)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict):
+                _literal_numbers(item)
+    return node
+
+
 def validate_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Check every key/type against :data:`SCHEMA`, fill defaults and return the completed config."""
     if not isinstance(cfg, dict):
@@ -234,6 +285,7 @@ def validate_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
             raise ConfigError(f"config: section '{required}' is required")
     if not isinstance(cfg["Arch"].get("name"), str):
         raise ConfigError("Arch.name: required (a model name, see paddle_lk.list_models())")
+    _paddleclas_aliases(cfg)
     out = _merge(DEFAULTS, cfg)
     for split in ("Train", "Eval"):
         if out["DataLoader"].get(split) is not None:
@@ -309,7 +361,7 @@ def load_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
 
 def load_config(path: Union[str, os.PathLike], overrides: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Load, override and validate a classification config; errors name the file or key path."""
-    raw = apply_overrides(load_yaml(path), overrides)
+    raw = apply_overrides(_literal_numbers(load_yaml(path)), overrides)
     try:
         return validate_config(raw)
     except ConfigError as exc:

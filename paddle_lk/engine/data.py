@@ -20,11 +20,12 @@ for classification, PaddleSeg and PaddleDetection data alike.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import paddle
@@ -51,15 +52,22 @@ def _text_lines(path: str) -> Iterator[Tuple[int, str]]:
                 yield lineno, text
 
 
-def read_label_list(path: str, image_root: str) -> List[Tuple[str, int, int]]:
-    """Parse a PaddleClas label list into (image path, label, line number); a malformed line raises
-    naming the file and line number."""
+def read_label_list(path: str, image_root: str, delimiter: Optional[str] = None,
+                    relabel: bool = False) -> List[Tuple[str, int, int]]:
+    """Parse a PaddleClas label list into (image path, label, line number).
+
+    Each line is ``<relative/image/path><delimiter><int label>`` (``delimiter`` None: any whitespace,
+    as PaddleClas's default " " behaves on well-formed lists); ``relabel`` maps the sorted distinct
+    labels to 0..K-1 as PaddleClas's ``ImageNetDataset(relabel=True)`` does. A malformed line raises
+    naming the file and line number.
+    """
     samples = []
     for lineno, text in _text_lines(path):
-        parts = text.rsplit(maxsplit=1)
+        parts = text.rsplit(delimiter, 1) if delimiter else text.rsplit(maxsplit=1)
         if len(parts) != 2:
-            raise DataError(f"{path}:{lineno}: expected '<relative/image/path> <int label>', got {text!r}")
-        rel, label = parts
+            raise DataError(f"{path}:{lineno}: expected '<relative/image/path>{delimiter or ' '}<int label>', "
+                            f"got {text!r}")
+        rel, label = parts[0].strip(), parts[1].strip()
         try:
             value = int(label)
         except ValueError:
@@ -70,6 +78,9 @@ def read_label_list(path: str, image_root: str) -> List[Tuple[str, int, int]]:
         samples.append((os.path.join(image_root, rel), value, lineno))
     if not samples:
         raise DataError(f"{path}: no samples listed")
+    if relabel:
+        ids = {old: new for new, old in enumerate(sorted({label for _, label, _ in samples}))}
+        samples = [(p, ids[label], line) for p, label, line in samples]
     return samples
 
 
@@ -139,13 +150,14 @@ class ClassificationDataset(paddle.io.Dataset):
     """
 
     def __init__(self, image_root: str, cls_label_path: Optional[str], transform: Any, channels: int = 3,
-                 check_images: bool = True, num_classes: Optional[int] = None, name: str = "dataset",
-                 class_names: Optional[Dict[int, str]] = None) -> None:
+                 check_images: Union[bool, str] = True, num_classes: Optional[int] = None, name: str = "dataset",
+                 class_names: Optional[Dict[int, str]] = None, delimiter: Optional[str] = None,
+                 relabel: bool = False) -> None:
         super().__init__()
         self.image_root, self.transform, self.channels = image_root, transform, channels
         self.label_source = cls_label_path or image_root
         if cls_label_path:
-            entries = read_label_list(cls_label_path, image_root)
+            entries = read_label_list(cls_label_path, image_root, delimiter, relabel)
             self.class_names = None
         else:
             classes = folder_classes(image_root)
@@ -170,9 +182,17 @@ class ClassificationDataset(paddle.io.Dataset):
                     raise DataError(f"{self._where(lineno)}: label {label} >= Arch.class_num ({num_classes})")
         if check_images:
             # PaddleClas checks every listed file up front: a typo fails now, not hours into training.
+            # "decode" also opens every image (slow on big sets): a corrupt file fails now, not at epoch 37.
             for path, _, lineno in entries:
                 if not os.path.isfile(path):
                     raise DataError(f"{path}: image not found (listed in {self._where(lineno)})")
+                if check_images == "decode":
+                    try:
+                        with Image.open(path) as img:
+                            img.verify()
+                    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+                        raise DataError(f"{path}: cannot read image ({exc}) (listed in {self._where(lineno)})") \
+                            from None
         self.samples = [(p, label) for p, label, _ in entries]
         self._lines = [lineno for _, _, lineno in entries]
         self.name = name
@@ -536,7 +556,8 @@ def build_dataset(cfg: Dict[str, Any], split: str, transform_ops: Any = None) ->
                                  channels=cfg["Global"]["image_shape"][0],
                                  check_images=cfg["Global"]["check_images"],
                                  num_classes=cfg["Arch"].get("class_num"), name=split,
-                                 class_names=None if split == "Train" else training_classes(cfg))
+                                 class_names=None if split == "Train" else training_classes(cfg),
+                                 delimiter=ds.get("delimiter"), relabel=bool(ds.get("relabel", False)))
 
 
 def build_loader(cfg: Dict[str, Any], split: str, rank: int = 0, world_size: int = 1
@@ -638,11 +659,40 @@ def training_classes(cfg: Dict[str, Any]) -> Optional[Dict[int, str]]:
     return {i: c for i, c in enumerate(folder_classes(ds["image_root"]))}
 
 
+def paddleclas_label_file(name: str) -> Optional[str]:
+    """A label list shipped with the installed PaddleClas wheel (``ppcls/utils/<name>``), if present."""
+    spec = importlib.util.find_spec("paddleclas")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "ppcls", "utils", os.path.basename(name))
+    return path if os.path.isfile(path) else None
+
+
+IMAGENET_LABELS = "imagenet1k_label_list.txt"
+
+
+def class_id_map_path(cfg: Dict[str, Any]) -> Optional[str]:
+    """The class-name file to use: ``Infer.PostProcess.class_id_map_file`` (a PaddleClas repo path such as
+    ``ppcls/utils/imagenet1k_label_list.txt`` is found in the installed PaddleClas wheel), or, for a
+    1000-class model without one, the wheel's ImageNet-1K names."""
+    path = cfg["Infer"]["PostProcess"].get("class_id_map_file")
+    if path:
+        if os.path.isfile(path):
+            return path
+        shipped = paddleclas_label_file(path) if path.replace(os.sep, "/").startswith("ppcls/utils/") else None
+        if shipped:
+            return shipped
+        raise DataError(f"Infer.PostProcess.class_id_map_file '{path}' not found")
+    if cfg["Arch"].get("class_num") == 1000 and training_classes(cfg) is None:
+        return paddleclas_label_file(IMAGENET_LABELS)
+    return None
+
+
 def class_names_for(cfg: Dict[str, Any], dataset: Optional[ClassificationDataset] = None
                     ) -> Optional[Dict[int, str]]:
-    """Class names from ``Infer.PostProcess.class_id_map_file``, else the training folders' names
-    (class-per-folder data), else the given dataset's."""
-    path = cfg["Infer"]["PostProcess"].get("class_id_map_file")
+    """Class names from :func:`class_id_map_path`, else the training folders' names (class-per-folder
+    data), else the given dataset's."""
+    path = class_id_map_path(cfg)
     if path:
         return read_class_names(path)
     names = training_classes(cfg)

@@ -71,7 +71,9 @@ def evaluate(model: nn.Layer, loader: paddle.io.DataLoader, loss_fn: nn.Layer, t
 
         iterator = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
     for x, y in iterator:
-        with paddle.amp.auto_cast(enable=bool(amp and amp.get("enable")), level=(amp or {}).get("level", "O1")):
+        amp = amp or {}
+        with paddle.amp.auto_cast(enable=bool(amp.get("enable") and amp.get("use_fp16_test")),
+                                  level=amp.get("level", "O1"), use_promote=amp.get("use_promote", True)):
             logits = model(x)
         logits = logits.astype("float32")
         n_classes = logits.shape[-1]
@@ -163,7 +165,10 @@ class Trainer:
         self.amp_enabled = bool(amp["use_amp"]) and self.device == "gpu"
         if amp["use_amp"] and not self.amp_enabled:
             self.log.warning("AMP.use_amp ignored: automatic mixed precision runs on GPU only")
-        self.amp = {"enable": self.amp_enabled, "level": amp["level"]}
+        self.amp = {"enable": self.amp_enabled, "level": amp["level"], "use_promote": amp.get("use_promote", True),
+                    "use_fp16_test": amp.get("use_fp16_test", True)}
+        if self.g.get("use_dali"):
+            self.log.warning("Global.use_dali ignored: paddle_lk reads data with paddle.io.DataLoader")
 
     # ------------------------------------------------------------------ helpers
     def _barrier(self) -> None:
@@ -178,6 +183,10 @@ class Trainer:
         self.net = build_model(cfg)
         if g.get("pretrained_model"):
             self._load_init_weights(g["pretrained_model"])
+        if g.get("to_static"):
+            # PaddleClas's Global.to_static: the forward runs as a static graph (the large-kernel op included).
+            spec = [paddle.static.InputSpec([None] + list(g["image_shape"]), "float32", "x")]
+            self.net = paddle.jit.to_static(self.net, input_spec=spec, full_graph=True)
         if g["sync_bn"] and self.world_size > 1:
             if self.device == "gpu":
                 self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
@@ -251,7 +260,8 @@ class Trainer:
             if mixup is not None:
                 soft = nn.functional.one_hot(target.reshape([-1]), num_classes).astype("float32")
                 x, target = mixup(x, soft, rng)
-            with paddle.amp.auto_cast(enable=amp_cfg["enable"], level=amp_cfg["level"]):
+            with paddle.amp.auto_cast(enable=amp_cfg["enable"], level=amp_cfg["level"],
+                                      use_promote=amp_cfg["use_promote"]):
                 logits = model(x)
             logits = logits.astype("float32")
             loss = loss_fn(logits, target)
