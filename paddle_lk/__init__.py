@@ -3,6 +3,7 @@ __version__ = "0.1.0"
 
 from . import layers, models, ops
 from .checkpoint import detect_architecture, load_checkpoint
+from .engine.predictor import Predictor
 from .errors import PaddleLKError
 from .layers.refconv import RefConv, refocus
 from .models import create_model
@@ -10,6 +11,6 @@ from .registry import list_models, model_info, register_model
 from .layers.reparam import Reparameterizable, reparameterize
 from . import reparam
 
-__all__ = ["create_model", "list_models", "model_info", "register_model", "load_checkpoint", "detect_architecture",
+__all__ = ["Predictor", "create_model", "list_models", "model_info", "register_model", "load_checkpoint", "detect_architecture",
            "reparameterize", "Reparameterizable", "RefConv", "refocus", "PaddleLKError", "layers", "models", "ops",
            "__version__"]

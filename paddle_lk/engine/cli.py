@@ -25,10 +25,11 @@ from .data import prepare_bundled_data
 from .export import export_model
 from .infer import predict
 from .logger import setup_logger
+from .predictor import Predictor
 from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["main", "detect_kind", "build_parser", "MODES"]
+__all__ = ["main", "predict_main", "detect_kind", "build_parser", "MODES"]
 
 MODES = ("train", "eval", "infer", "export")
 RANDOM_WEIGHTS = "random"
@@ -218,3 +219,37 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
             return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
         except (PaddleLKError, ValueError, KeyError) as exc:
             return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
+
+
+def predict_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``tools/predict.py``: predictions from an exported model directory (no training config needed)."""
+    p = _Parser(prog="tools/predict.py", description="Predict images with an exported model (tools/export.py): "
+                "top-k classes with their names.")
+    p.add_argument("-m", "--model-dir", required=True, help="export directory")
+    p.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH", help="images, folders or image lists")
+    p.add_argument("--topk", type=int, default=None, help="classes per image (default: the export's)")
+    p.add_argument("--backend", choices=("paddle", "onnx"), default="paddle",
+                   help="Paddle Inference (default) or ONNX Runtime (needs inference.onnx)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: the GPU when Paddle has one")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    try:
+        args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    _configure_logging()
+    with handle_interrupts():
+        try:
+            results = Predictor(args.model_dir, backend=args.backend, device=args.device,
+                                topk=args.topk).predict(args.input, args.batch_size)
+        except KeyboardInterrupt:
+            return _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
+        except (ConfigError, DataError, FileNotFoundError, OpBuildError, ValueError) as exc:
+            return _fail(exc, EXIT_USAGE)
+    human = []
+    for r in results:
+        names = r["label_names"] or [None] * len(r["scores"])
+        human.append(f"{r['file'] or '<array>'}: " + ", ".join(f"{n or i} {s:.3f}" for i, s, n in
+                                                                 zip(r["class_ids"], r["scores"], names)))
+    _print_data(args, results, human)
+    return EXIT_OK

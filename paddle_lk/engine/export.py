@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 import paddle.nn as nn
+import yaml
 
 from .. import ops
 from ..checkpoint import load_checkpoint
@@ -29,9 +30,12 @@ from ..io.atomic import atomic_path
 from ..layers.conv_bn import is_bn
 from ..layers.reparam import reparameterize
 from .builder import build_model
+from .config import list_of_single_key_dicts
+from .data import class_names_for
 from .runtime import stdout_to_stderr
+from .transforms import deploy_preprocess
 
-__all__ = ["export_program", "export_model", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
+__all__ = ["export_program", "export_model", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
            "MODEL_PREFIX", "RTOL"]
 
 MODEL_PREFIX = "inference"
@@ -40,7 +44,7 @@ ONNX_PASSES = ["eliminate_deadend", "extract_constant_to_initializer", "eliminat
                "eliminate_duplicate_initializer", "eliminate_nop_cast"]
 
 
-def _model_file(directory: str, prefix: str = MODEL_PREFIX) -> str:
+def model_file(directory: str, prefix: str = MODEL_PREFIX) -> str:
     for ext in (".json", ".pdmodel"):
         path = os.path.join(directory, prefix + ext)
         if os.path.isfile(path):
@@ -62,7 +66,7 @@ def run_paddle_inference(directory: str, inputs: Any, prefix: str = MODEL_PREFIX
     array for a single-output program, else the list of outputs."""
     import paddle.inference as pi
 
-    config = pi.Config(_model_file(directory, prefix), os.path.join(directory, prefix + ".pdiparams"))
+    config = pi.Config(model_file(directory, prefix), os.path.join(directory, prefix + ".pdiparams"))
     config.disable_gpu()
     config.disable_glog_info()
     predictor = ops.create_predictor(config)  # registers the custom op first when the program uses it
@@ -132,7 +136,7 @@ def _export_onnx(tmp: str, opset: int, log: logging.Logger) -> Tuple[str, int]:
     # paddle2onnx 2.1's own onnxoptimizer step misnames a pass ("eliminate_nop_cast ") and always skips:
     # export plain, then run the same passes here.
     with stdout_to_stderr():  # paddle2onnx reports progress on stdout, which carries the tool's data
-        paddle2onnx.export(_model_file(tmp), os.path.join(tmp, MODEL_PREFIX + ".pdiparams"), onnx_path,
+        paddle2onnx.export(model_file(tmp), os.path.join(tmp, MODEL_PREFIX + ".pdiparams"), onnx_path,
                            opset_version=opset, enable_onnx_checker=True, optimize_tool="None")
     model = onnx.load(onnx_path)
     actual = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -234,7 +238,48 @@ def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with
     samples = [rng.standard_normal([batch, c, h, w]).astype("float32"),
                rng.standard_normal([1, c, h + 32, w + 16]).astype("float32")]
     spec = [paddle.static.InputSpec([None, c, None, None], "float32", "x")]
-    info = dict(weights=used, arch=cfg["Arch"]["name"], class_num=cfg["Arch"].get("class_num"),
+    info = dict(task="cls", weights=used, arch=cfg["Arch"]["name"], class_num=cfg["Arch"].get("class_num"),
                 image_shape=[c, h, w])
+    files = classification_deploy_files(cfg, out_dir, with_custom_op, log)
     return export_program(model, spec, samples, out_dir, with_custom_op=with_custom_op, onnx=onnx, opset=opset,
-                          verify=verify, info=info, log=log)
+                          verify=verify, info=info, log=log, extra_files=files)
+
+
+CLS_DEPLOY_CONFIG = "inference.yml"
+LABEL_LIST = "label_list.txt"
+
+
+def classification_deploy_files(cfg: Dict[str, Any], out_dir: str, with_custom_op: bool,
+                                log: logging.Logger) -> Dict[str, str]:
+    """``inference.yml`` in PaddleClas's deploy format (``Global``, ``PreProcess``, ``PostProcess``: what
+    ``deploy/python/predict_cls.py``, the ``paddleclas`` wheel and :class:`paddle_lk.Predictor` read) and
+    ``label_list.txt`` (``<id> <name>`` lines) when the class names are known."""
+    names = class_names_for(cfg)
+    infer = cfg["Infer"]
+    ops, where = infer.get("transforms"), "Infer.transforms"
+    if ops is None and cfg["DataLoader"].get("Eval") is not None:
+        ops, where = cfg["DataLoader"]["Eval"]["dataset"]["transform_ops"], "DataLoader.Eval.dataset.transform_ops"
+    if ops is None:
+        raise ConfigError("Infer.transforms: required to export (the deploy preprocessing), or a DataLoader.Eval")
+    try:
+        preprocess, paddle_lk_ops = deploy_preprocess(ops, where), False
+    except ConfigError as exc:
+        log.warning(f"deploy preprocessing kept in paddle_lk's own op names ({exc}); PaddleClas's predictor "
+                    f"cannot read it, paddle_lk.Predictor can")
+        preprocess, paddle_lk_ops = [dict([item]) for item in list_of_single_key_dicts(ops, where)], True
+    label_file = os.path.join(os.path.abspath(out_dir), LABEL_LIST)
+    doc = {
+        "Global": {"inference_model_dir": os.path.abspath(out_dir), "batch_size": int(infer["batch_size"]),
+                   "use_gpu": False, "enable_mkldnn": not with_custom_op, "cpu_num_threads": os.cpu_count() or 1,
+                   "enable_benchmark": False, "use_fp16": False, "ir_optim": True, "use_tensorrt": False,
+                   "gpu_mem": 8000, "enable_profile": False, "paddle_lk_ops": paddle_lk_ops,
+                   "image_channels": int(cfg["Global"]["image_shape"][0])},
+        "PreProcess": {"transform_ops": preprocess},
+        "PostProcess": {"main_indicator": "Topk",
+                        "Topk": {"topk": int(infer["PostProcess"]["topk"]),
+                                 "class_id_map_file": label_file if names else None}},
+    }
+    files = {CLS_DEPLOY_CONFIG: yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)}
+    if names:
+        files[LABEL_LIST] = "".join(f"{i} {names[i]}\n" for i in sorted(names))
+    return files

@@ -25,7 +25,7 @@ from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 from .ppcls_ops import PPCLS_OPS, RANDOM_ERASING_ARGS, OpArgError, RandomErasing as PPClsRandomErasing
 from .randaugment import RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS, RandAugment
 
-__all__ = ["RandAugment", "ToCHW", "Compose", "available_ops", "build_transforms", "to_chw_float",
+__all__ = ["RandAugment", "ToCHW", "Compose", "available_ops", "build_transforms", "to_chw_float", "deploy_preprocess",
            "RAND_TRANSFORMS", "RAND_INCREASING_TRANSFORMS"]
 
 
@@ -162,3 +162,61 @@ def to_chw_float(sample: Any, channels: int) -> np.ndarray:
         raise ValueError(f"transforms produced an image of shape {arr.shape}, expected {channels} channels "
                          f"(Global.image_shape[0]) first or last")
     return np.ascontiguousarray(arr)
+
+
+_DEPLOY_PASS = ("ResizeImage", "CropImage", "NormalizeImage", "ToCHWImage")
+
+
+def _deploy_op(name: str, kwargs: Dict[str, Any], path: str) -> Any:
+    """One evaluation op as PaddleClas's deploy op (the same computation on an RGB uint8 HWC array)."""
+    if name in _DEPLOY_PASS:
+        return {name: dict(kwargs)} if kwargs else {name: None}
+    if name == "DecodeImage":
+        return None  # the deploy predictor decodes images itself (RGB)
+    if name == "Resize":
+        size = kwargs.get("size")
+        interp = kwargs.get("interpolation", "bilinear")
+        if isinstance(size, int):
+            return {"ResizeImage": {"resize_short": size, "interpolation": interp, "backend": "pil"}}
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            return {"ResizeImage": {"size": [size[1], size[0]], "interpolation": interp, "backend": "pil"}}
+    if name == "CenterCrop":
+        size = kwargs.get("size")
+        if isinstance(size, int):
+            return {"CropImage": {"size": size}}
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            return {"CropImage": {"size": [size[1], size[0]]}}
+    if name == "Normalize" and kwargs.get("data_format", "CHW").upper() == "HWC":
+        mean, std = kwargs.get("mean", 0.0), kwargs.get("std", 1.0)
+        mean = [float(m) / 255.0 for m in (mean if isinstance(mean, (list, tuple)) else [mean] * 3)]
+        std = [float(s) / 255.0 for s in (std if isinstance(std, (list, tuple)) else [std] * 3)]
+        return {"NormalizeImage": {"scale": "1.0/255.0", "mean": mean, "std": std, "order": ""}}
+    if name in ("ToCHW",):
+        return {"ToCHWImage": None}
+    raise ConfigError(f"{path}: '{name}' has no PaddleClas deploy counterpart")
+
+
+def deploy_preprocess(ops: Any, path: str) -> List[Dict[str, Any]]:
+    """An evaluation pipeline as PaddleClas deploy ``PreProcess.transform_ops`` (``ResizeImage``,
+    ``CropImage``, ``NormalizeImage``, ``ToCHWImage``), which PaddleClas's own predictor and
+    :class:`paddle_lk.Predictor` run on RGB uint8 images. paddle.vision ``Resize``/``CenterCrop``/
+    ``Normalize(data_format=HWC)``/``ToCHW`` translate exactly (PIL resizing, 0-255 mean/std rescaled).
+
+    Raises:
+        ConfigError naming the first op that has no deploy counterpart (e.g. a random augmentation).
+    """
+    items = list_of_single_key_dicts(ops, path)
+    out = []
+    for i, (name, kwargs) in enumerate(items):
+        op = _deploy_op(name, kwargs, f"{path}[{i}]")
+        if op is not None:
+            out.append(op)
+    chw = [i for i, op in enumerate(out) if "ToCHWImage" in op]
+    if not any("NormalizeImage" in op for op in out):
+        # to_chw_float scales a PIL result to [0, 1]; an array (ToCHW of unnormalized pixels) stays 0-255.
+        scale = 1.0 if chw else "1.0/255.0"
+        op = {"NormalizeImage": {"scale": scale, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "order": ""}}
+        out.insert(chw[0] if chw else len(out), op)
+    if not chw:
+        out.append({"ToCHWImage": None})
+    return out
