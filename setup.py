@@ -1,10 +1,10 @@
-"""paddle_lk: large-kernel CNNs (RepLKNet, VAN, RefConv) for PaddlePaddle."""
+"""paddle_lk: large-kernel CNNs (RepLKNet, VAN, RefConv, UniRepLKNet) for PaddlePaddle."""
 from setuptools import find_packages, setup
 
 setup(
     name="paddle_lk",
     version="0.1.0",
-    description="RepLKNet, VAN and RefConv for PaddlePaddle: models, fast large-kernel depthwise conv, "
+    description="RepLKNet, VAN, RefConv and UniRepLKNet for PaddlePaddle: models, fast large-kernel depthwise conv, "
                 "PyTorch checkpoint converters, training and PaddleClas/PaddleSeg/PaddleDetection integration",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -20,6 +20,7 @@ setup(
         "toolkits": ["paddleclas", "paddleseg", "paddledet"],
         "analysis": ["matplotlib", "scikit-image"],
     },
-    entry_points={"paddleclas.arch": []},
-    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],
+    entry_points={"console_scripts": ["paddle_lk=paddle_lk.__main__:main"]},
+    license="Apache-2.0",
+    classifiers=["Programming Language :: Python :: 3"],
 )

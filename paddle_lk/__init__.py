@@ -1,4 +1,11 @@
-"""paddle_lk: large-kernel CNNs (RepLKNet, VAN, RefConv) for PaddlePaddle."""
+"""paddle_lk: large-kernel CNNs (RepLKNet, VAN, RefConv, UniRepLKNet) for PaddlePaddle."""
+import warnings
+
+# Known-harmless Paddle notices, printed on import and on every training step: not ours to repeat.
+warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance",
+                        category=UserWarning)
+
 __version__ = "0.1.0"
 
 from . import layers, models, ops
