@@ -34,7 +34,9 @@ def test_train_eval_infer_export(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert list((out / "vdl").iterdir()), "no VisualDL logs"
     log = (out / "train.log").read_text()
-    assert "eval (EMA)" in log and "images/s" in log
+    assert "eval (EMA)" in log and "images/s" in log and "eta " in log
+    resolved = yaml.safe_load((out / "config.yaml").read_text())  # the config as run: -o and defaults applied
+    assert resolved["Global"]["accum_steps"] == 2 and resolved["Optimizer"]["name"] == "AdamW"
     state = paddle.load(str(out / "latest.pdckpt"))
     assert state["meta"]["epoch"] == 2 and state["meta"]["updates"] == 4  # 4 steps/epoch, accum 2
     assert state["ema"] is not None and state["optimizer"]

@@ -15,6 +15,7 @@ import paddle.nn as nn
 import yaml
 
 from ..checkpoint import load_checkpoint
+from ..io.atomic import atomic_path
 from .builder import build_loss, build_model, num_classes_of, parse_topk
 from .checkpoint import BEST_WEIGHTS, CKPT_EXT, load_checkpoint_file, resolve_resume
 from .config import ConfigError
@@ -228,6 +229,10 @@ class Trainer:
             _claim_output_dir(self.output_dir, overwrite)
             self.log = setup_logger(self.output_dir, self.rank)  # a fresh train.log
         self._barrier()
+        if self.rank == 0:  # the resolved config (defaults and -o applied): what this run really used
+            with atomic_path(os.path.join(self.output_dir, "config.yaml")) as tmp:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
         self.class_names = class_names_for(cfg)
         loader, sampler = build_loader(cfg, "Train", self.rank, self.world_size)
         eval_loader = build_loader(cfg, "Eval", self.rank, self.world_size)[0] if do_eval else None
