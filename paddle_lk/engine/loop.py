@@ -99,17 +99,22 @@ class TrainLoop:
         ema: a :class:`ModelEMA` updated after each update (evaluated too), or None.
         scaler: a ``paddle.amp.GradScaler`` or None.
         log: a logger; ``cfg``: a :class:`LoopConfig`; ``rank``/``world_size``: distributed position.
+        ema_net: builds a second network to evaluate the EMA weights in.
+        on_epoch_start: called with the epoch index before its first batch (e.g. a dataset's own epoch
+            schedule, as PaddleDetection's mixup epochs).
     """
 
     def __init__(self, net: nn.Layer, optimizer: Any, scheduler: Any, sampler: Any, loader: Iterable,
                  step: Callable[..., Tuple[paddle.Tensor, int, Dict[str, float]]], cfg: LoopConfig,
                  evaluate: Optional[Callable[[nn.Layer], Dict[str, float]]] = None, primary: str = "loss",
                  ema: Optional[ModelEMA] = None, scaler: Any = None, log: Any = None, rank: int = 0,
-                 world_size: int = 1, ema_net: Optional[Callable[[], nn.Layer]] = None) -> None:
+                 world_size: int = 1, ema_net: Optional[Callable[[], nn.Layer]] = None,
+                 on_epoch_start: Optional[Callable[[int], None]] = None) -> None:
         self.net, self.optimizer, self.scheduler = net, optimizer, scheduler
         self.sampler, self.loader, self.step, self.cfg = sampler, loader, step, cfg
         self.evaluate, self.primary, self.ema, self.scaler = evaluate, primary, ema, scaler
         self.log, self.rank, self.world_size, self._ema_net_factory = log, rank, world_size, ema_net
+        self.on_epoch_start = on_epoch_start
         self.updates = 0
         self.best: Dict[str, Any] = {primary: -math.inf, "epoch": 0, "updates": 0, "source": None}
         self._resume_point = (0, 0)
@@ -223,6 +228,8 @@ class TrainLoop:
         c = self.cfg
         model.train()
         self.sampler.set_epoch(epoch, first)
+        if self.on_epoch_start is not None:
+            self.on_epoch_start(epoch)
         steps, accum = c.steps_per_epoch, c.accum_steps
         bar = None
         if progress_enabled(c.progress and self.rank == 0):
