@@ -125,10 +125,12 @@ def check_file(path: Optional[str], what: str) -> str:
 
 def jit_save_portable(layer: nn.Layer, input_spec: list, prefix: str) -> None:
     """``paddle.jit.to_static`` + ``paddle.jit.save`` with the native depthwise op (the exported
-    graph needs no custom op to load)."""
+    graph needs no custom op to load) and resize ops a default CPU predictor (oneDNN on) can run
+    (:func:`.compat.onednn_safe_resize`)."""
     from .. import ops
+    from .compat import onednn_safe_resize
 
-    with ops.op_path("native"):
+    with ops.op_path("native"), onednn_safe_resize():
         static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
         paddle.jit.save(static, prefix)
 
