@@ -7,8 +7,8 @@ replaces. A shim replaces exactly the one upstream function (or method) that has
 a Paddle or NumPy API process-wide -- and only when every version condition holds, so upgrading
 a toolkit past a guarded range switches the shim off by itself.
 ``tests/test_toolkit_compat.py`` reproduces every bug on the unpatched upstream function and
-asserts that the guard is on: when an upgrade fixes a bug, that test fails and says which shim
-to drop.
+asserts that it shows exactly when the guard applies: when an upgrade fixes a bug, that test
+fails and says which shim to drop (or, for a bug still there past the range, to widen it).
 
 Toolkit shims are installed by :func:`install` (called by ``seg.register`` / ``det.register``,
 idempotent). :func:`onednn_safe_resize` is not installed: it is a context manager around export
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import dis
-import importlib
 import re
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -136,8 +135,9 @@ SHIMS: Dict[str, Shim] = {s.name: s for s in [
          "every negative location, so loss_box is inf * 0 = nan from the first step (mmdetection's "
          "IoULoss, which the FCOS configs cite, takes -log(iou.clamp(min=1e-6)))"),
     Shim("ppdet_draw_bbox_pillow10", "ppdet", (("Pillow", ">=10"), _PPDET25),
-         "utils/visualizer.py draw_bbox calls ImageDraw.textsize, removed in Pillow 10: "
-         "AttributeError: 'ImageDraw' object has no attribute 'textsize'"),
+         "utils/visualizer.py draw_bbox draws with colormap's float colours (TypeError: 'numpy.float32' "
+         "object cannot be interpreted as an integer) and measures labels with ImageDraw.textsize, "
+         "removed in Pillow 10 (AttributeError)"),
     Shim("paddleseg_ce_float32_label", "paddleseg", (_PADDLE3, _PADDLESEG28),
          "models/losses/cross_entropy_loss.py CrossEntropyLoss._post_process_loss multiplies the "
          "float32 mask by ones_like(int64 label): Paddle 3 refuses ('Type promotion only support "
@@ -395,7 +395,8 @@ def numpy_alias_users(package: str = "ppdet") -> List[Tuple[Any, str]]:
                 if key in seen:
                     continue
                 seen.add(key)
-                if func.__globals__.get("np") is np and set(_numpy_aliases_used(func.__code__)) & missing:
+                uses_np = func.__globals__.get("np") is np  # replaced copies see the view already
+                if uses_np and set(_numpy_aliases_used(func.__code__)) & missing:
                     targets.append((owner, attr))
     return targets
 
@@ -407,6 +408,9 @@ def _install_numpy_aliases() -> None:
     view = _ModuleView(np, **{a: t for a, t in _NUMPY_ALIASES.items() if a not in np.__dict__})
     for owner, attr in numpy_alias_users("ppdet"):
         value = vars(owner)[attr]
+        if hasattr(value, "__paddle_lk_original__"):  # already one of our copies: its globals are ours
+            value.__globals__["np"] = view
+            continue
         if isinstance(value, (staticmethod, classmethod)):
             new = type(value)(_with_globals(value.__func__, np=view))
         else:
