@@ -517,7 +517,7 @@ def float32_label_ce_class() -> type:
                     return super()._post_process_loss(logit, label, semantic_weights, loss)
                 return super()._post_process_loss(logit, label.astype("float32"), semantic_weights, loss)
 
-        Float32LabelCE.__module__ = __name__
+        Float32LabelCE.__module__, Float32LabelCE.__qualname__ = __name__, FLOAT32_CE  # importable by name
         _CE_CLASS = Float32LabelCE
         globals()[FLOAT32_CE] = Float32LabelCE
     return _CE_CLASS
