@@ -15,6 +15,7 @@ import yaml
 from .. import ops
 from ..models import LKNetBase, create_model
 from ..registry import PretrainedSpec, get_family, list_models, model_cfg
+from .compat import onednn_safe_resize
 
 __all__ = ["BACKBONE_NAMES", "LKBackbone", "apply_overrides", "parse_override_value", "UsageError",
            "jit_save_portable", "MODES", "cli_parser", "run_cli"]
@@ -135,8 +136,9 @@ def check_file(path: Optional[str], what: str) -> str:
 
 def jit_save_portable(layer: nn.Layer, input_spec: list, prefix: str) -> None:
     """``paddle.jit.to_static`` + ``paddle.jit.save`` with the native depthwise op (the exported
-    graph needs no custom op to load)."""
-    with ops.op_path("native"):
+    graph needs no custom op to load) and resize ops a default CPU predictor (oneDNN on) can run
+    (:func:`.compat.onednn_safe_resize`)."""
+    with ops.op_path("native"), onednn_safe_resize():
         static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
         paddle.jit.save(static, prefix)
 

@@ -15,7 +15,6 @@ values are YAML. ``--output`` is PaddleDetection's ``save_dir`` for train.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -24,9 +23,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .. import ops
 from ..checkpoint import load_checkpoint
-from ..io.atomic import atomic_path, atomic_save
+from ..io.atomic import atomic_path
+from . import compat
 from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, check_file, cli_parser, jit_save_portable,
                       parse_override_value, run_cli)
 
@@ -64,12 +63,14 @@ for _name in BACKBONE_NAMES:
 
 
 def register() -> List[str]:
-    """``@register @serializable`` every backbone into PaddleDetection (idempotent)."""
+    """``@register @serializable`` every backbone into PaddleDetection and install the
+    PaddleDetection workarounds of :mod:`.compat` (idempotent)."""
     from ppdet.core.workspace import global_config, register as ppdet_register, serializable
 
     for name, cls in BACKBONES.items():
         if name not in global_config:
             ppdet_register(serializable(cls))
+    compat.install("ppdet")
     return list(BACKBONES)
 
 
@@ -171,68 +172,6 @@ def _check_dataset(cfg, key: str) -> None:
         raise UsageError(f"{key}.dataset_dir '{root}' is not a directory (set -o {key}.dataset_dir=PATH)")
     if anno and not os.path.isfile(anno):
         raise UsageError(f"{key} annotation file '{anno}' not found")
-
-
-# ---------------------------------------------------------------------------------------------
-# Paddle 3 compatibility
-
-@contextlib.contextmanager
-def paddle3_compat():
-    """PaddleDetection 2.5's RPN (``rpn_head._gen_proposal``) concatenates ``paddle.shape(x)[0]``
-    values, which were shape-[1] tensors on Paddle 2 and are 0-d on Paddle 3, where
-    ``paddle.concat`` then fails ("The axis is expected to be in range of [0, 0)"). Inside this
-    context a concat of only 0-d tensors stacks them into a 1-d tensor, Paddle 2's result; every
-    other call is untouched. Used around PaddleDetection's Trainer and models."""
-    original = paddle.concat
-
-    def concat(x, axis=0, name=None, **kwargs):
-        if isinstance(x, (list, tuple)) and x and all(
-                hasattr(t, "shape") and len(t.shape) == 0 for t in x):
-            return paddle.stack(list(x), axis=0)
-        return original(x, axis=axis, name=name, **kwargs)
-
-    # PaddleDetection 2.5's mask targets (target.polygons_to_mask) use ``np.bool``, removed in
-    # NumPy 1.24: alias it to the builtin while PaddleDetection runs.
-    add_np_bool = "bool" not in np.__dict__
-    paddle.concat = concat
-    if add_np_bool:
-        np.bool = bool  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        paddle.concat = original
-        if add_np_bool:
-            del np.bool
-
-
-@contextlib.contextmanager
-def pir_multiclass_nms():
-    """PaddleDetection 2.5's ``ops.multiclass_nms`` builds its static-graph op with the legacy
-    ``LayerHelper.append_op``, which Paddle 3's PIR programs reject ("The type of '%BBoxes' in
-    operator multiclass_nms3 should be one of [str, bytes, Variable]"), so ``to_static`` of any
-    detector with NMS fails. Inside this context the static branch calls ``_C_ops.multiclass_nms3``
-    (the same kernel, PIR-aware); dygraph calls are unchanged."""
-    from ppdet.modeling import ops as det_ops
-
-    original = det_ops.multiclass_nms
-
-    def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold=0.3,
-                       normalized=True, nms_eta=1., background_label=-1, return_index=False,
-                       return_rois_num=True, rois_num=None, name=None):
-        if paddle.in_dynamic_mode():
-            return original(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold,
-                            normalized, nms_eta, background_label, return_index, return_rois_num,
-                            rois_num, name)
-        output, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
-            bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
-            normalized, nms_eta, background_label)
-        return output, (nms_rois_num if return_rois_num else None), (index if return_index else None)
-
-    det_ops.multiclass_nms = multiclass_nms
-    try:
-        yield
-    finally:
-        det_ops.multiclass_nms = original
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,30 +356,11 @@ def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: floa
 
 
 def _draw(image, bbox_res, mask_res, names: Dict[int, str], threshold: float):
-    """Masks through PaddleDetection's ``draw_mask``; boxes and labels drawn here because its
-    ``draw_bbox`` fails with Pillow >= 10 (float colours, removed ``ImageDraw.textsize``)."""
-    from PIL import ImageDraw
+    """Boxes and masks through PaddleDetection's visualizer (its ``draw_bbox`` made Pillow-10-safe
+    by :mod:`.compat`)."""
+    from ppdet.utils.visualizer import visualize_results
 
-    from ppdet.utils.colormap import colormap
-    from ppdet.utils.visualizer import draw_mask
-
-    if mask_res:
-        image = draw_mask(image, 0, mask_res, threshold)
-    draw = ImageDraw.Draw(image)
-    colors = colormap(rgb=True)
-    for det in bbox_res:
-        if det["score"] < threshold:
-            continue
-        cid = det["category_id"]
-        color = tuple(int(c) for c in colors[cid % len(colors)][:3])
-        x, y, w, h = det["bbox"]
-        draw.rectangle([x, y, x + w, y + h], outline=color, width=2)
-        text = f"{names.get(cid, cid)} {det['score']:.2f}"
-        left, top, right, bottom = draw.textbbox((x, y), text)
-        th = bottom - top
-        draw.rectangle([x, y - th - 2, x + (right - left) + 2, y], fill=color)
-        draw.text((x + 1, y - th - 1), text, fill=(255, 255, 255))
-    return image
+    return visualize_results(image, bbox_res, mask_res, None, None, 0, names, threshold)
 
 
 class _ExportNet(nn.Layer):
@@ -496,19 +416,17 @@ def export(cfg, weights: str, output: str) -> str:
     scale = paddle.static.InputSpec([None, 2], "float32", "scale_factor")
     inputs = ["image", "im_shape", "scale_factor"]
     try:
-        with pir_multiclass_nms():
-            try:
-                jit_save_portable(_ExportNet(model), [image, im_shape, scale], prefix)
-            except ValueError as e:
-                if "not involved in the target_vars" not in str(e):
-                    raise
-                # Paddle refuses unused feeds (FCOS never reads im_shape): export without it.
-                jit_save_portable(_ExportNetNoShape(model), [image, scale], prefix)
-                inputs = ["image", "scale_factor"]
+        try:
+            jit_save_portable(_ExportNet(model), [image, im_shape, scale], prefix)
+        except ValueError as e:
+            if "not involved in the target_vars" not in str(e):
+                raise
+            # Paddle refuses unused feeds (FCOS never reads im_shape): export without it.
+            jit_save_portable(_ExportNetNoShape(model), [image, scale], prefix)
+            inputs = ["image", "scale_factor"]
     except Exception as e:  # any tracing failure: report it as one line, exit 1
         raise ExportError(f"{cfg.architecture}: PaddleDetection {_ppdet_version()} cannot be traced to a "
-                          f"Paddle {paddle.__version__} program ({str(e).strip().splitlines()[-1]}); "
-                          f"one-stage detectors (FCOS, RetinaNet) export") from e
+                          f"Paddle {paddle.__version__} program ({str(e).strip().splitlines()[-1]})") from e
     infer_cfg = {"arch": cfg.architecture, "mode": "paddle", "draw_threshold": 0.5, "inputs": inputs,
                  "Preprocess": [dict(type=list(op)[0], **(list(op.values())[0] or {}))
                                 for op in cfg["TestReader"]["sample_transforms"] if "Decode" not in op],
@@ -538,11 +456,7 @@ def main(mode: str, argv: Sequence[str]) -> int:
     ``argv`` is the tool's argument list; returns the exit code (2 on bad input, 1 when the
     detector cannot be exported).
     """
-    def run(mode: str, args: argparse.Namespace) -> Any:
-        with paddle3_compat():
-            return _run(mode, args)
-
-    return run_cli(mode, argv, _parser, run, {ExportError: 1})
+    return run_cli(mode, argv, _parser, _run, {ExportError: 1})
 
 
 def _run(mode: str, args: argparse.Namespace) -> Any:

@@ -2,10 +2,10 @@
 infer / export loop that runs on Paddle 3.
 
 The loop uses PaddleSeg's own pieces -- ``Config`` and ``SegBuilder`` (models, losses, datasets,
-transforms, optimizers), ``core.infer.inference``, ``core.evaluate`` (mIoU) and
+transforms, optimizers), ``core.infer.inference``, ``utils.metrics`` (mIoU) and
 ``utils.visualize`` -- and replaces only ``core.train``, which fails on Paddle 3.x
-(PaddleSeg 2.8.0: it indexes 0-d loss tensors, ``loss.numpy()[0]``, and its CrossEntropyLoss
-multiplies a float32 mask by ``ones_like(int64 label)``). See :class:`Float32LabelCE`.
+(PaddleSeg 2.8.0 indexes 0-d loss tensors, ``loss.numpy()[0]``). The PaddleSeg bugs it works
+around otherwise are in :mod:`.compat`.
 
 CLI (through ``tools/train.py`` / ``eval.py`` / ``infer.py`` / ``export.py``, or :func:`main`)::
 
@@ -28,9 +28,9 @@ import paddle
 import paddle.nn as nn
 import yaml
 
-from .. import ops
 from ..checkpoint import load_checkpoint
 from ..io.atomic import atomic_path, atomic_save
+from . import compat
 from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, apply_overrides, check_file, cli_parser,
                       jit_save_portable, run_cli)
 
@@ -51,43 +51,15 @@ for _name in BACKBONE_NAMES:
 
 
 def register() -> List[str]:
-    """Add the backbones (and the Paddle-3-safe loss) to PaddleSeg's managers; idempotent."""
+    """Add the backbones to PaddleSeg's ``manager.BACKBONES`` and install the PaddleSeg
+    workarounds of :mod:`.compat` (the Paddle-3-safe loss among them); idempotent."""
     from paddleseg.cvlibs import manager
 
     for cls in BACKBONES.values():
         if manager.BACKBONES._components_dict.get(cls.__name__) is not cls:
             manager.BACKBONES.add_component(cls)
-    loss_cls = _float32_ce_class()
-    if manager.LOSSES._components_dict.get(loss_cls.__name__) is not loss_cls:
-        manager.LOSSES.add_component(loss_cls)
+    compat.install("paddleseg")
     return list(BACKBONES)
-
-
-_CE = None
-
-
-def _float32_ce_class() -> type:
-    """``Float32LabelCE``: PaddleSeg's CrossEntropyLoss with the int64 * float32 product fixed."""
-    global _CE
-    if _CE is None:
-        from paddleseg.models.losses import CrossEntropyLoss
-
-        class Float32LabelCE(CrossEntropyLoss):
-            """PaddleSeg's CrossEntropyLoss, same arguments. Paddle 3 refuses its
-            ``mask(float32) * ones_like(label)(int64)``; computing the loss with the label and
-            then handing ``_post_process_loss`` a float32 label avoids it (the label there only
-            feeds the mask and ``coef``, which compare/multiply by value)."""
-
-            def _post_process_loss(self, logit, label, semantic_weights, loss):
-                if self.weight is not None:  # one_hot needs integer labels: keep PaddleSeg's path
-                    return super()._post_process_loss(logit, label, semantic_weights, loss)
-                return super()._post_process_loss(logit, label.astype("float32"), semantic_weights, loss)
-
-        Float32LabelCE.__qualname__ = "Float32LabelCE"
-        Float32LabelCE.__module__ = __name__
-        _CE = Float32LabelCE
-        globals()["Float32LabelCE"] = Float32LabelCE
-    return _CE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +68,8 @@ def _float32_ce_class() -> type:
 def build_config(path: str, overrides: Sequence[str] = (), datasets: Sequence[str] = ()) -> "Any":
     """PaddleSeg ``Config`` from ``path`` (``_base_`` merged) with ``key.sub.0=value`` overrides.
 
-    ``CrossEntropyLoss`` entries become :class:`Float32LabelCE` (same arguments). The roots of
+    ``CrossEntropyLoss`` entries become ``Float32LabelCE`` (same arguments) where PaddleSeg's
+    fails on this Paddle, with one log line saying so (:func:`.compat.rewrite_ce_losses`). The roots of
     ``datasets`` (e.g. ``["train_dataset"]``) must exist: PaddleSeg would otherwise start a download.
     """
     from paddleseg.cvlibs import Config
@@ -107,10 +80,7 @@ def build_config(path: str, overrides: Sequence[str] = (), datasets: Sequence[st
     dic = apply_overrides(parse_from_yaml(path), overrides)
     if "model" not in dic:
         raise UsageError(f"{path}: not a PaddleSeg config (no 'model' key)")
-    for loss_key in ("loss",):
-        for item in dic.get(loss_key, {}).get("types", []) or []:
-            if isinstance(item, dict) and item.get("type") == "CrossEntropyLoss":
-                item["type"] = "Float32LabelCE"
+    compat.rewrite_ce_losses(dic)
     for key in datasets:
         ds = dic.get(key)
         if not isinstance(ds, dict):
@@ -211,21 +181,6 @@ def train(cfg, output: str, iters: Optional[int] = None, log_every: int = 10, re
     return result
 
 
-def _areas(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int):
-    """Per-class intersection / prediction / label pixel counts, as PaddleSeg's
-    ``metrics.calculate_area`` -- which ``paddle.concat``s 0-d sums and fails on Paddle 3."""
-    pred, label = pred.reshape(-1).astype(np.int64), label.reshape(-1).astype(np.int64)
-    valid = label != ignore_index
-    pred_v, label_v = pred[valid], label[valid]
-    in_range = (pred_v >= 0) & (pred_v < num_classes)
-    pred_area = np.bincount(pred_v[in_range], minlength=num_classes)[:num_classes]
-    lab_ok = (label_v >= 0) & (label_v < num_classes)
-    label_area = np.bincount(label_v[lab_ok], minlength=num_classes)[:num_classes]
-    hit = in_range & (pred_v == label_v)
-    intersect = np.bincount(pred_v[hit], minlength=num_classes)[:num_classes]
-    return intersect, pred_area, label_area
-
-
 def evaluate(cfg, model: Optional[nn.Layer] = None, weights: Optional[str] = None,
              num_workers: int = 0) -> Dict[str, Any]:
     """mIoU / pixel accuracy / kappa on ``val_dataset``: PaddleSeg's ``core.infer`` (whole,
@@ -256,10 +211,10 @@ def evaluate(cfg, model: Optional[nn.Layer] = None, weights: Optional[str] = Non
         for data in loader:
             fn = seg_infer.aug_inference if aug else seg_infer.inference
             pred, _ = fn(model, data["img"], trans_info=data["trans_info"], **kwargs)
-            i, p, l = _areas(pred.numpy(), data["label"].numpy(), n, int(dataset.ignore_index))
-            inter += i
-            pred_a += p
-            label_a += l
+            i, p, l = metrics.calculate_area(pred, data["label"], n, int(dataset.ignore_index))
+            inter += i.numpy()
+            pred_a += p.numpy()
+            label_a += l.numpy()
     model.train()
     t = [paddle.to_tensor(a) for a in (inter, pred_a, label_a)]
     class_iou, miou = metrics.mean_iou(*t)
