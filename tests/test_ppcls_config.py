@@ -1,5 +1,5 @@
 """Issue 16: a PaddleClas user's config works unchanged -- PaddleClas 2.6's ImageNet/VAN/VAN_B0.yaml as
-published (tests/data/paddleclas_VAN_B0.yaml), shrunk only by ``-o`` as ``ppcls`` parses it."""
+published (tests/configs/paddleclas_VAN_B0.yaml), shrunk only by ``-o`` as ``ppcls`` parses it."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from paddle_lk.engine.cli import main
 from paddle_lk.engine.config import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "tests" / "data" / "paddleclas_VAN_B0.yaml"
+CONFIG = ROOT / "tests" / "configs" / "paddleclas_VAN_B0.yaml"
 
 
 def _imagenet_layout(root: pathlib.Path, n: int = 8) -> None:
