@@ -256,7 +256,7 @@ def _paddleclas_aliases(cfg: Dict[str, Any]) -> None:
 
 def _literal_numbers(node: Any) -> Any:
     """PaddleClas reads string values directly under mappings as Python literals (YAML 1.1 keeps ``1e-6``
-    a string); the same here, so an ``Arch`` argument ``layer_scale_init_value: 1e-6`` is a float."""
+    a string); the same here, so an ``Arch`` argument like ``init_value: 1e-6`` is a float."""
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(value, str):

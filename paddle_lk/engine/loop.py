@@ -17,8 +17,10 @@ and a ``step`` function (one batch -> loss); the loop does the rest:
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -27,20 +29,81 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 import paddle.nn as nn
+import yaml
 
 from ..checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST
-from ..errors import PaddleLKError
+from ..errors import ConfigError, PaddleLKError
+from ..io.atomic import atomic_path
 from .checkpoint import optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, \
     save_checkpoint
 from .ema import ModelEMA
 from .logger import ScalarWriter
 from .runtime import Interrupted, check_interrupt, progress_enabled
 
-__all__ = ["TrainLoop", "LoopConfig", "NonFiniteLossError", "step_seed", "format_eta"]
+__all__ = ["TrainLoop", "LoopConfig", "NonFiniteLossError", "step_seed", "format_eta", "claim_output_dir",
+           "previous_run_files", "check_resume_record", "write_resolved_config"]
 
 
 class NonFiniteLossError(PaddleLKError, FloatingPointError):
     """The loss became NaN/inf; raised before the bad gradients touch the weights."""
+
+
+def previous_run_files(output_dir: str) -> List[str]:
+    """Checkpoints and best weights of an earlier training run in ``output_dir``."""
+    return sorted(glob.glob(os.path.join(output_dir, f"*{CKPT_EXT}"))
+                  + glob.glob(os.path.join(output_dir, BEST_WEIGHTS)))
+
+
+def claim_output_dir(output_dir: str, overwrite: bool, setting: str = "--output") -> None:
+    """A new run needs an ``output_dir`` without another run's files (they would mix with this run's),
+    unless ``overwrite`` removes them first (with its log and VisualDL records).
+
+    Raises:
+        ConfigError naming the folder, what it holds and the three ways on.
+    """
+    previous = previous_run_files(output_dir)
+    if not previous:
+        return
+    if not overwrite:
+        names = ", ".join(os.path.basename(p) for p in previous[:4]) + (", ..." if len(previous) > 4 else "")
+        raise ConfigError(f"{setting} '{output_dir}' holds a previous run ({names}): continue it with --resume, "
+                          f"start over with --overwrite (removes those files), or choose another {setting}")
+    for path in previous + [os.path.join(output_dir, "vdl"), os.path.join(output_dir, "train.log")]:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def check_resume_record(path: str, state: Dict[str, Any], recorded: Any, current: Any, what: str,
+                        weights_hint: str) -> None:
+    """A resume checkpoint must be a training checkpoint whose recorded model description (``recorded``,
+    e.g. the ``Arch`` section or PaddleSeg's ``model``) equals the config's (``current``): checked before
+    anything is built. Raises ConfigError (one line) naming what differs."""
+    missing = [k for k in ("model", "optimizer", "meta") if k not in state]
+    if missing:
+        raise ConfigError(f"{path}: not a training checkpoint (no '{missing[0]}'); to start from its weights "
+                          f"use {weights_hint}")
+    if recorded is None or recorded == current:
+        return
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        keys = sorted(set(recorded) | set(current), key=lambda k: (k not in ("name", "type"), str(k)))
+        diff = [f"{k}: checkpoint {recorded.get(k)!r}, config {current.get(k)!r}"
+                for k in keys if recorded.get(k) != current.get(k)]
+    else:
+        diff = [f"checkpoint {recorded!r}, config {current!r}"]
+    raise ConfigError(f"{path}: --resume needs a checkpoint of this config's model, but it was trained with "
+                      f"another {what} ({'; '.join(diff[:4])}); resume it with its own config, or start from its "
+                      f"weights with {weights_hint}")
+
+
+def write_resolved_config(output_dir: str, cfg: Any) -> str:
+    """``output_dir/config.yaml``: the config as the run used it (defaults and ``-o`` applied)."""
+    path = os.path.join(output_dir, "config.yaml")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True, default_flow_style=None)
+    return path
 
 
 def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:

@@ -3,9 +3,7 @@ config, run by the shared :class:`~paddle_lk.engine.loop.TrainLoop` (exact resum
 logging -- the same as segmentation and detection)."""
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -15,20 +13,20 @@ import paddle.nn as nn
 import yaml
 
 from ..checkpoint import load_checkpoint
-from ..io.atomic import atomic_path
 from .builder import build_loss, build_model, num_classes_of, parse_topk
-from .checkpoint import BEST_WEIGHTS, CKPT_EXT, load_checkpoint_file, resolve_resume
+from .checkpoint import load_checkpoint_file, resolve_resume
 from .config import ConfigError
 from .data import build_loader, build_mixup, check_data_exists, class_names_for
 from .ema import ModelEMA
 from .export import export_model
 from .logger import setup_logger
-from .loop import LoopConfig, NonFiniteLossError, TrainLoop
+from .loop import LoopConfig, NonFiniteLossError, TrainLoop, check_resume_record, claim_output_dir, \
+    previous_run_files, write_resolved_config
 from .optim import build_lr_scheduler, build_optimizer
 from .runtime import progress_enabled
 
 __all__ = ["Trainer", "NonFiniteLossError", "setup_device", "evaluate", "dist_info", "check_resume_compatible",
-           "previous_run_files", "ARCH_ENGINE_KEYS"]
+           "ARCH_ENGINE_KEYS"]
 
 
 def dist_info() -> tuple:
@@ -106,48 +104,12 @@ def _arch_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def check_resume_compatible(path: str, state: Dict[str, Any], cfg: Dict[str, Any]) -> None:
-    """A resume checkpoint must be a training checkpoint of the model the config builds; compared on the
-    recorded ``Arch`` before anything is built. Raises ConfigError (one line) otherwise."""
-    missing = [k for k in ("model", "optimizer", "meta") if k not in state]
-    if missing:
-        raise ConfigError(f"{path}: not a training checkpoint (no '{missing[0]}'); to start from its weights "
-                          f"use Global.pretrained_model or -w/--weights")
-    meta = state["meta"]
-    recorded = meta.get("arch_args")
-    if recorded is None and meta.get("config"):
-        recorded = _arch_args(yaml.safe_load(meta["config"]))
-    current = _arch_args(cfg)
-    if recorded is not None and recorded != current:
-        keys = sorted(set(recorded) | set(current), key=lambda k: (k != "name", k))
-        diff = [f"{k}: checkpoint {recorded.get(k)!r}, config {current.get(k)!r}"
-                for k in keys if recorded.get(k) != current.get(k)]
-        raise ConfigError(f"{path}: --resume needs a checkpoint of this config's model, but it was trained with "
-                          f"another Arch ({'; '.join(diff[:4])}); resume it with its own config, or start from its "
-                          f"weights with Global.pretrained_model")
-
-
-def previous_run_files(output_dir: str) -> List[str]:
-    """Checkpoints and best weights of an earlier training run in ``output_dir``."""
-    return sorted(glob.glob(os.path.join(output_dir, f"*{CKPT_EXT}"))
-                  + glob.glob(os.path.join(output_dir, BEST_WEIGHTS)))
-
-
-def _claim_output_dir(output_dir: str, overwrite: bool) -> None:
-    """A new run needs an ``output_dir`` without another run's files (they would mix with this run's),
-    unless ``overwrite`` removes them first."""
-    previous = previous_run_files(output_dir)
-    if not previous:
-        return
-    if not overwrite:
-        names = ", ".join(os.path.basename(p) for p in previous[:4]) + (", ..." if len(previous) > 4 else "")
-        raise ConfigError(f"Global.output_dir '{output_dir}' holds a previous run ({names}): continue it with "
-                          f"--resume, start over with --overwrite (removes those files), or set another "
-                          f"-o Global.output_dir=...")
-    for path in previous + [os.path.join(output_dir, "vdl"), os.path.join(output_dir, "train.log")]:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+    """A resume checkpoint must be a training checkpoint of this config's ``Arch`` (see
+    :func:`~paddle_lk.engine.loop.check_resume_record`)."""
+    recorded = state.get("meta", {}).get("arch_args")
+    if recorded is None and state.get("meta", {}).get("config"):
+        recorded = _arch_args(yaml.safe_load(state["meta"]["config"]))
+    check_resume_record(path, state, recorded, _arch_args(cfg), "Arch", "Global.pretrained_model or -w/--weights")
 
 
 class Trainer:
@@ -226,13 +188,11 @@ class Trainer:
             resume_state = load_checkpoint_file(resume_path)
             check_resume_compatible(resume_path, resume_state, cfg)
         elif self.rank == 0 and previous_run_files(self.output_dir):
-            _claim_output_dir(self.output_dir, overwrite)
+            claim_output_dir(self.output_dir, overwrite, "Global.output_dir")
             self.log = setup_logger(self.output_dir, self.rank)  # a fresh train.log
         self._barrier()
-        if self.rank == 0:  # the resolved config (defaults and -o applied): what this run really used
-            with atomic_path(os.path.join(self.output_dir, "config.yaml")) as tmp:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
+        if self.rank == 0:
+            write_resolved_config(self.output_dir, cfg)
         self.class_names = class_names_for(cfg)
         loader, sampler = build_loader(cfg, "Train", self.rank, self.world_size)
         eval_loader = build_loader(cfg, "Eval", self.rank, self.world_size)[0] if do_eval else None
