@@ -7,7 +7,7 @@ keeps working while ``except paddle_lk.PaddleLKError`` catches everything of our
 from __future__ import annotations
 
 __all__ = ["PaddleLKError", "ConfigError", "DataError", "CheckpointError", "UnsafeCheckpointError",
-           "WeightMismatchError", "DetectionError", "OpBuildError", "ExportVerificationError", "closest"]
+           "WeightMismatchError", "DetectionError", "OpBuildError", "ExportError", "ExportVerificationError", "closest"]
 
 
 class PaddleLKError(Exception):
@@ -42,7 +42,11 @@ class OpBuildError(PaddleLKError, RuntimeError):
     """The custom op cannot be built or loaded here; the message says why."""
 
 
-class ExportVerificationError(PaddleLKError, RuntimeError):
+class ExportError(PaddleLKError, RuntimeError):
+    """The model cannot be exported: it does not trace to a static program with this Paddle/toolkit."""
+
+
+class ExportVerificationError(ExportError):
     """An exported model's output differs from the dygraph model's."""
 
 

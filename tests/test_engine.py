@@ -253,16 +253,19 @@ def test_warmup_cosine_schedule_and_optimizer_groups():
 
 
 @pytest.mark.parametrize("kind,raw", [("det", {"architecture": "YOLOv3", "TrainReader": {}}),
-                                      ("seg", {"model": {"type": "UPerNet"}, "train_dataset": {}})])
-def test_toolkit_configs_are_handed_over(tmp_path, monkeypatch, kind, raw):
-    import importlib
+                                      ("det", {"architecture": "FCOS", "LearningRate": "!PiecewiseDecay"}),
+                                      ("seg", {"model": {"type": "UPerNet"}, "train_dataset": {}}),
+                                      ("cls", {"Arch": {"name": "VAN_b0"}})])
+def test_each_kind_of_config_goes_to_its_task(tmp_path, monkeypatch, kind, raw):
+    from paddle_lk.engine import cli
+    from paddle_lk.engine.tasks import get_task
 
-    from paddle_lk.engine.cli import main
-
-    module = importlib.import_module(f"paddle_lk.integrations.{kind}")
+    task = get_task(kind)
     calls = []
-    monkeypatch.setattr(module, "main", lambda mode, argv: calls.append((mode, list(argv))) or 0)
+    monkeypatch.setattr(cli, "get_task", lambda k: calls.append(k) or task)
+    monkeypatch.setattr(type(task), "evaluate", lambda self, args, overrides: {"overrides": overrides})
     path = tmp_path / f"{kind}.yml"
-    path.write_text(yaml.safe_dump(raw))
-    assert main("eval", ["-c", str(path), "-o", "x=1"]) == 0
-    assert calls == [("eval", ["-c", str(path), "-o", "x=1"])]
+    text = yaml.safe_dump(raw)
+    path.write_text(text.replace("'!PiecewiseDecay'", "!PiecewiseDecay {gamma: 0.1}"))  # a tagged value
+    assert cli.main("eval", ["-c", str(path), "-o", "x=1", "-o", "y=2", "--json"]) == 0
+    assert calls == [kind]

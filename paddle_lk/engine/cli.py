@@ -18,21 +18,20 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import CheckpointError, ConfigError, DataError, ExportVerificationError, OpBuildError, \
-    PaddleLKError, WeightMismatchError
-from .config import load_config, load_yaml
-from .data import prepare_bundled_data
-from .export import export_model
-from .infer import predict
+from ..errors import ConfigError, DataError, ExportError, OpBuildError, PaddleLKError
+from .config import load_yaml
 from .logger import setup_logger
+from .loop import NonFiniteLossError
 from .predictor import Predictor
-from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts
-from .trainer import NonFiniteLossError, Trainer
+from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts, \
+    stdout_to_stderr
+from .tasks import get_task
+from .tasks.base import RANDOM_WEIGHTS
 
 __all__ = ["main", "predict_main", "detect_kind", "build_parser", "MODES"]
 
 MODES = ("train", "eval", "infer", "export")
-RANDOM_WEIGHTS = "random"
+_METHODS = {"train": "train", "eval": "evaluate", "infer": "infer", "export": "export"}
 
 _DESCRIPTIONS = {
     "train": "Train a model from a config (PaddleClas-style classification, PaddleSeg or PaddleDetection).",
@@ -106,75 +105,6 @@ def _print_data(args: argparse.Namespace, data: Any, human: Optional[List[str]] 
             print(line, flush=True)
 
 
-def _require_weights(args: argparse.Namespace, *fallbacks: Optional[str]) -> Optional[str]:
-    """The weights to use; evaluating, predicting or exporting an untrained model needs ``-w random``."""
-    if args.weights == RANDOM_WEIGHTS:
-        return None
-    weights = args.weights or next((f for f in fallbacks if f), None)
-    if not weights:
-        raise ConfigError("no weights: pass -w/--weights (a .pdparams, a training checkpoint .pdckpt, a training "
-                          "output dir or an official .pth) or set them in the config; -w random uses an untrained "
-                          "model on purpose")
-    return weights
-
-
-def _run_cls(mode: str, args: argparse.Namespace, overrides: List[str]) -> int:
-    if mode == "train" and args.weights:
-        overrides = overrides + [f"Global.pretrained_model={args.weights}"]
-    if mode == "train" and args.eval is not None:
-        overrides = overrides + [f"Global.eval_during_train={args.eval}"]
-    if mode == "train" and args.output:
-        overrides = overrides + [f"Global.output_dir={args.output}"]
-    cfg = load_config(args.config, overrides)
-    g = cfg["Global"]
-    if mode in ("train", "eval", "infer"):
-        prepare_bundled_data(cfg)
-    if mode == "train":
-        resume = g["output_dir"] if args.resume == "" else args.resume
-        summary = Trainer(cfg).train(resume=resume, overwrite=args.overwrite)
-        best = summary.get("best") or {}
-        human = [f"checkpoints in {summary['output_dir']}"]
-        if best.get("top1", -1) >= 0:
-            human = [f"best top1 {best['top1']:.4f} (epoch {best['epoch']}, {best['source']} weights); " + human[0]]
-        if summary.get("export"):
-            human.append(f"deploy model: {summary['export']['out_dir']}")
-        _print_data(args, {k: v for k, v in summary.items() if k != "export"} | (
-            {"export": summary["export"]["out_dir"]} if summary.get("export") else {}), human)
-        return EXIT_OK
-    pretrained = cfg["Arch"].get("pretrained")
-    weights = _require_weights(args, g.get("pretrained_model"), pretrained if isinstance(pretrained, str) else None)
-    if weights is None and pretrained:  # -w random: do not load Arch.pretrained either
-        cfg["Arch"]["pretrained"] = None
-    if mode == "eval":
-        result = Trainer(cfg).evaluate(weights, use_ema=args.ema)
-        _print_data(args, result, [" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in result.items())])
-        return EXIT_OK
-    if mode == "infer":
-        source = args.input
-        results = predict(cfg, weights, source, args.topk, use_ema=args.ema)
-        human = []
-        for r in results:
-            names = r["label_names"] or [None] * len(r["scores"])
-            human.append(f"{r['file']}: " + ", ".join(f"{n or i} {s:.3f}" for i, s, n in
-                                                        zip(r["class_ids"], r["scores"], names)))
-        _print_data(args, results, human)
-        return EXIT_OK
-    out = args.output or g["save_inference_dir"]
-    summary = export_model(cfg, weights, out, with_custom_op=args.with_custom_op, onnx=args.onnx,
-                           verify=not args.no_verify, opset=args.opset, logger=logging.getLogger("paddle_lk.engine"),
-                           use_ema=args.ema)
-    _print_data(args, {k: v for k, v in summary.items() if k != "files"})
-    return EXIT_OK
-
-
-def _delegate(kind: str, mode: str, argv: List[str]) -> int:
-    import importlib
-
-    module = importlib.import_module(f"paddle_lk.integrations.{kind}")
-    return int(module.main(mode, argv) or 0)
-
-
 def _configure_logging() -> None:
     """paddle_lk's log lines on stderr (progress-bar friendly); stdout carries data only."""
     setup_logger(None, name="paddle_lk")
@@ -205,20 +135,20 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
     _configure_logging()
     with handle_interrupts():
         try:
-            kind = detect_kind(load_yaml(args.config))
-            if kind != "cls":
-                return _delegate(kind, mode, argv)
-            return _run_cls(mode, args, overrides)
+            kind = detect_kind(load_yaml(args.config, any_tags=True))
+            task = get_task(kind)
+            with stdout_to_stderr():  # stdout carries the result only, whatever the toolkits print
+                result = getattr(task, _METHODS[mode])(args, overrides)
         except Interrupted as exc:
             return _fail(exc, EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             return _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
-        except (NonFiniteLossError, ExportVerificationError) as exc:
+        except (NonFiniteLossError, ExportError) as exc:
             return _fail(exc, EXIT_FAILED)
-        except (ConfigError, DataError, WeightMismatchError, CheckpointError, OpBuildError, FileNotFoundError) as exc:
+        except (PaddleLKError, FileNotFoundError, ValueError, KeyError) as exc:
             return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
-        except (PaddleLKError, ValueError, KeyError) as exc:
-            return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
+    _print_data(args, result, None if args.json else task.human(mode, result))
+    return EXIT_OK
 
 
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:

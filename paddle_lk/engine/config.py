@@ -342,14 +342,31 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
     return _apply(cfg, overrides, check=_schema_check)
 
 
-def load_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Read a YAML file; a missing file or a YAML syntax error is a ConfigError naming the file (and line)."""
+class _AnyTagLoader(yaml.SafeLoader):
+    """Reads application tags (PaddleDetection's ``!PiecewiseDecay``, ``!COCODataSet``) as the plain
+    mapping, list or scalar they tag."""
+
+
+def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_AnyTagLoader.add_multi_constructor("!", _untagged)
+
+
+def load_yaml(path: Union[str, os.PathLike], any_tags: bool = False) -> Dict[str, Any]:
+    """Read a YAML file; a missing file or a YAML syntax error is a ConfigError naming the file (and line).
+    ``any_tags`` reads application tags (``!COCODataSet``) as plain values instead of failing."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file '{path}' not found")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_AnyTagLoader) if any_tags else yaml.safe_load(f)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

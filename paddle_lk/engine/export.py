@@ -11,12 +11,16 @@ through :func:`paddle_lk.ops.load_op`, before the model is loaded).
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -25,14 +29,13 @@ import yaml
 
 from .. import ops
 from ..checkpoint import load_checkpoint
-from ..errors import ConfigError, ExportVerificationError
+from ..errors import ConfigError, ExportError, ExportVerificationError
 from ..io.atomic import atomic_path
 from ..layers.conv_bn import is_bn
 from ..layers.reparam import reparameterize
 from .builder import build_model
 from .config import list_of_single_key_dicts
 from .data import class_names_for
-from .runtime import stdout_to_stderr
 from .transforms import deploy_preprocess
 
 __all__ = ["export_program", "export_model", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
@@ -127,17 +130,27 @@ def bn_params_left(layer: nn.Layer) -> int:
                for p in sub.parameters(include_sublayers=False))
 
 
-def _export_onnx(tmp: str, opset: int, log: logging.Logger) -> Tuple[str, int]:
+def _export_onnx(tmp: str, opset: int, log: logging.Logger, prefix: str = MODEL_PREFIX) -> Tuple[str, int]:
     import onnx
     import onnxoptimizer
     import paddle2onnx
 
-    onnx_path = os.path.join(tmp, MODEL_PREFIX + ".onnx")
+    onnx_path = os.path.join(tmp, prefix + ".onnx")
     # paddle2onnx 2.1's own onnxoptimizer step misnames a pass ("eliminate_nop_cast ") and always skips:
-    # export plain, then run the same passes here.
-    with stdout_to_stderr():  # paddle2onnx reports progress on stdout, which carries the tool's data
-        paddle2onnx.export(model_file(tmp), os.path.join(tmp, MODEL_PREFIX + ".pdiparams"), onnx_path,
-                           opset_version=opset, enable_onnx_checker=True, optimize_tool="None")
+    # export plain, then run the same passes here. It aborts the process on an operator it cannot
+    # convert, so it runs in a child process and its [ERROR] lines become the error.
+    args = [model_file(tmp, prefix), os.path.join(tmp, prefix + ".pdiparams"), onnx_path, opset]
+    code = ("import sys, paddle2onnx; m, p, o, v = sys.argv[1:]; "
+            "paddle2onnx.export(m, p, o, opset_version=int(v), enable_onnx_checker=True, optimize_tool='None')")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if line.strip():
+            log.debug(f"paddle2onnx: {line}")
+    if proc.returncode != 0 or not os.path.isfile(onnx_path):
+        errors = [ln.split("]", 2)[-1].strip() for ln in (proc.stdout + proc.stderr).splitlines() if "[ERROR]" in ln]
+        raise ExportError(f"paddle2onnx {paddle2onnx.__version__} cannot convert this model to ONNX: "
+                          + ("; ".join(errors) if errors else f"exit code {proc.returncode}")
+                          + " (the Paddle Inference model is fine; export without --onnx)")
     model = onnx.load(onnx_path)
     actual = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if actual != opset:
@@ -153,7 +166,8 @@ def _export_onnx(tmp: str, opset: int, log: logging.Logger) -> Tuple[str, int]:
 def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec], samples: Sequence[Any],
                    out_dir: str, with_custom_op: bool = False, onnx: bool = False, opset: int = 13,
                    verify: bool = True, extra_files: Optional[Dict[str, str]] = None,
-                   info: Optional[Dict[str, Any]] = None, log: Optional[logging.Logger] = None) -> Dict[str, Any]:
+                   info: Optional[Dict[str, Any]] = None, log: Optional[logging.Logger] = None,
+                   prefix: str = MODEL_PREFIX, trace_context: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """Re-parameterize ``layer`` (train form, eval mode), save it to ``out_dir`` and verify it.
 
     Args:
@@ -162,12 +176,16 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
         samples: inputs to verify with (each an array or a list of arrays); give two spatial sizes.
         extra_files: ``{file name: text}`` written next to the model (deploy configs, label lists).
         info: recorded in ``export_info.json`` with the measured differences.
+        prefix: file name of the program and parameters (``inference``: PaddleClas; ``model``: PaddleSeg
+            and PaddleDetection's deploy tools).
+        trace_context: a context manager factory active while the program is traced (toolkit shims).
 
     Returns:
         The summary written to ``export_info.json`` (``files``, ``*_max_rel_diff``, ``opset``, ...).
 
     Raises:
         :class:`ExportVerificationError` when an artefact does not reproduce the dygraph model;
+        :class:`ExportError` when the layer does not trace to a static program;
         ConfigError for an unusable ``opset``; :class:`OpBuildError` when ``with_custom_op`` cannot load the op.
     """
     log = log or logging.getLogger("paddle_lk.engine")
@@ -192,15 +210,22 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
     summary["reparam_max_rel_diff"] = max(_compare("re-parameterized model", run(deploy, s), r)
                                           for s, r in zip(samples, refs))
     os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(out_dir, ".export.*")):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = tempfile.mkdtemp(prefix=".export.", dir=out_dir)
     try:
-        with ops.op_path("auto" if with_custom_op else "native"):
-            paddle.jit.save(deploy, os.path.join(tmp, MODEL_PREFIX), input_spec=list(input_spec))
+        with ops.op_path("auto" if with_custom_op else "native"), (trace_context or contextlib.nullcontext)():
+            try:
+                paddle.jit.save(deploy, os.path.join(tmp, prefix), input_spec=list(input_spec))
+            except Exception as exc:  # noqa: BLE001 - any tracing failure is one error line (exit 1)
+                last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                raise ExportError(f"cannot trace {type(layer).__name__} to a static program with Paddle "
+                                  f"{paddle.__version__} ({last})") from exc
         if verify:
             summary["paddle_inference_max_rel_diff"] = max(
-                _compare("paddle.inference", run_paddle_inference(tmp, s), r) for s, r in zip(samples, refs))
+                _compare("paddle.inference", run_paddle_inference(tmp, s, prefix), r) for s, r in zip(samples, refs))
         if onnx:
-            onnx_path, summary["opset"] = _export_onnx(tmp, opset, log)
+            onnx_path, summary["opset"] = _export_onnx(tmp, opset, log, prefix)
             if verify:
                 summary["onnxruntime_max_rel_diff"] = max(
                     _compare("onnxruntime", run_onnxruntime(onnx_path, s), r) for s, r in zip(samples, refs))

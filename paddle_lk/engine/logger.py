@@ -1,14 +1,27 @@
 """Logging: a log file plus console lines (on stderr) that cooperate with tqdm bars, and VisualDL scalars."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-__all__ = ["setup_logger", "ScalarWriter"]
+__all__ = ["setup_logger", "ScalarWriter", "TOOLKIT_LOGGER", "ForwardHandler", "prints_to_log"]
+
+# PaddleSeg's and PaddleDetection's own log lines (config dumps, parameter groups ...) are forwarded
+# here: the log file gets them all, the console their warnings and errors only.
+TOOLKIT_LOGGER = "paddle_lk.toolkit"
+
+
+class ForwardHandler(logging.Handler):
+    """Hands a third-party logger's records to :data:`TOOLKIT_LOGGER`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(TOOLKIT_LOGGER).handle(record)
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -20,6 +33,37 @@ class _TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+
+class _LineLogger(io.TextIOBase):
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger, self.buffer_ = logger, ""
+
+    def write(self, text: str) -> int:
+        self.buffer_ += text
+        *lines, self.buffer_ = self.buffer_.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer_.strip():
+            self.logger.info(self.buffer_.rstrip())
+        self.buffer_ = ""
+
+
+@contextlib.contextmanager
+def prints_to_log() -> Iterator[None]:
+    """Python ``print`` output of a third-party call (pycocotools' AP tables) goes to the toolkit log
+    (the run's log file) instead of the console."""
+    writer = _LineLogger(logging.getLogger(TOOLKIT_LOGGER))
+    with contextlib.redirect_stdout(writer):
+        try:
+            yield
+        finally:
+            writer.flush()
 
 
 def setup_logger(output_dir: Optional[str], rank: int = 0, name: str = "paddle_lk.engine",
@@ -35,11 +79,23 @@ def setup_logger(output_dir: Optional[str], rank: int = 0, name: str = "paddle_l
     console = _TqdmHandler()
     console.setFormatter(fmt)
     logger.addHandler(console)
+    toolkit = logging.getLogger(TOOLKIT_LOGGER)
+    if name == "paddle_lk.engine":  # the toolkits log next to the run's own lines
+        toolkit.setLevel(logging.INFO)
+        toolkit.propagate = False
+        for h in list(toolkit.handlers):
+            toolkit.removeHandler(h)
+        quiet = _TqdmHandler()
+        quiet.setLevel(logging.WARNING)
+        quiet.setFormatter(fmt)
+        toolkit.addHandler(quiet)
     if output_dir and rank == 0:
         os.makedirs(output_dir, exist_ok=True)
         fh = logging.FileHandler(os.path.join(output_dir, filename), encoding="utf-8")
         fh.setFormatter(fmt)
         logger.addHandler(fh)
+        if name == "paddle_lk.engine":
+            toolkit.addHandler(fh)
     return logger
 
 

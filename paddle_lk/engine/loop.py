@@ -179,6 +179,7 @@ class TrainLoop:
         self.log, self.rank, self.world_size, self._ema_net_factory = log, rank, world_size, ema_net
         self.on_epoch_start = on_epoch_start
         self.updates = 0
+        self.last_loss: Optional[float] = None  # mean loss of the last logged interval
         self.best: Dict[str, Any] = {primary: -math.inf, "epoch": 0, "updates": 0, "source": None}
         self._resume_point = (0, 0)
         self._ema_net: Optional[nn.Layer] = None
@@ -213,6 +214,7 @@ class TrainLoop:
             self.scheduler.set_state_dict(state["scheduler"])
         if self.ema is not None and state.get("ema"):
             self.ema.set_state_dict(state["ema"])
+            self.ema.updates = int(meta["updates"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.updates = int(meta["updates"])
@@ -273,7 +275,8 @@ class TrainLoop:
         if self.evaluate is None and self.rank == 0:
             # No evaluation: the final weights are what export/eval should use.
             save_checkpoint(self.net.state_dict(), os.path.join(c.output_dir, BEST_WEIGHTS))
-        return {"output_dir": c.output_dir, "eval": last_eval, "best": self.best, "updates": self.updates,
+        return {"output_dir": c.output_dir, "loss": self.last_loss, "eval": last_eval, "best": self.best,
+                "updates": self.updates,
                 "train_seconds": time.time() - self._t_start, "latest": os.path.join(c.output_dir, LATEST)}
 
     def _barrier(self) -> None:
@@ -354,6 +357,7 @@ class TrainLoop:
                 elapsed = max(time.time() - t0, 1e-9)
                 ips = seen * self.world_size / elapsed
                 msg = {"loss": loss_acc / loss_n, "lr": lr, **{k: v / loss_n for k, v in extra_acc.items()}}
+                self.last_loss = msg["loss"]
                 for tag, v in dict(msg, ips=ips).items():
                     vdl.add(f"train/{tag}", v, self.updates)
                 done = self.updates - self._u_start

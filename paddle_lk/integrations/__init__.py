@@ -1,12 +1,19 @@
 """Toolkit integrations: PaddleClas, PaddleSeg and PaddleDetection.
 
-Importing this package registers paddle_lk's models into every toolkit that is importable
-(PaddleClas's arch namespace, PaddleSeg's ``manager.BACKBONES``, PaddleDetection's workspace);
-registering again is a no-op. ``import paddle_lk`` alone never imports the toolkits (slow).
+Importing a toolkit's module registers paddle_lk's models into that toolkit, as PaddleSeg's and
+PaddleDetection's own components register on import::
+
+    import paddle_lk.integrations.ppcls  # PaddleClas arch namespace: RepLKNet31B, VAN_b2, ...
+    import paddle_lk.integrations.seg    # PaddleSeg manager.BACKBONES (+ its compat fixes)
+    import paddle_lk.integrations.det    # PaddleDetection workspace (+ its compat fixes)
+
+:func:`register_all` registers into every toolkit that is installed. Registering again is a no-op.
+Importing this package alone imports no toolkit (they are slow to import); ``tools/*.py`` register the
+toolkit a config needs.
 """
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from typing import Dict, List
 
 __all__ = ["register_all", "REGISTERED"]
@@ -15,15 +22,11 @@ REGISTERED: Dict[str, List[str]] = {}
 
 
 def _available(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec(module) is not None
 
 
 def register_all() -> Dict[str, List[str]]:
-    """Register into each importable toolkit; returns ``{toolkit: [names]}`` (idempotent)."""
+    """Register into each installed toolkit; returns ``{toolkit: [names]}`` (idempotent)."""
     from . import ppcls
 
     for module, names in ppcls.register().items():
@@ -37,6 +40,3 @@ def register_all() -> Dict[str, List[str]]:
 
         REGISTERED["ppdet"] = det.register()
     return dict(REGISTERED)
-
-
-register_all()

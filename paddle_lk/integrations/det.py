@@ -1,38 +1,48 @@
-"""PaddleDetection: RepLKNet / VAN backbones as ``@register @serializable`` modules with
-``out_shape``, training / evaluation through PaddleDetection's ``Trainer`` and paddle_lk's own
-export and drawing (``Trainer.export`` fails on Paddle 3.x with ppdet 2.5.0).
+"""PaddleDetection: paddle_lk backbones as ``@register @serializable`` modules with ``out_shape``, and
+PaddleDetection configs loaded the way the one front end needs them.
 
-CLI (through ``tools/train.py`` / ``eval.py`` / ``infer.py`` / ``export.py``, or :func:`main`)::
+* :func:`register` makes one backbone class per registered paddle_lk variant (``RepLKNet31B``,
+  ``VAN_b2``, ``UniRepLKNet_T`` ...) known to PaddleDetection's workspace and installs the
+  PaddleDetection workarounds of :mod:`.compat`; it runs when a PaddleDetection config is used (or
+  explicitly, before PaddleDetection's own tools are used with paddle_lk).
+* :func:`load_det_config` is PaddleDetection's ``load_config`` (``_BASE_`` merged) plus ``-o``
+  overrides through :mod:`paddle_lk.engine.overrides`: values typed, a key a module or the runtime does
+  not have (``epoh``, ``RepLKNet31B.chanels``, ``TrainReader.batchsize``) is one error naming the key
+  path and the nearest valid key.
+* :func:`train_reader` / :func:`eval_reader` give a dataset with its transforms and the batch
+  collation, for :class:`~paddle_lk.engine.data.SafeDataLoader`.
 
-    train  -c CFG [-o key=value ...] [--output DIR] [--eval] [--weights RESUME.pdparams]
-    eval   -c CFG --weights MODEL.pdparams [-o ...]
-    infer  -c CFG --weights MODEL.pdparams --image IMG [IMG ...] [--output DIR] [--threshold 0.5]
-    export -c CFG --weights MODEL.pdparams [--output DIR]
-
-``-o`` takes dotted keys (``RepLKNet31B.channels=[8,16,32,64]``, ``TrainReader.batch_size=1``);
-values are YAML. ``--output`` is PaddleDetection's ``save_dir`` for train.
+Inference pre-processing and drawing are in :mod:`.det_infer`.
 """
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
+import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..checkpoint import load_checkpoint
-from ..io.atomic import atomic_path
+from ..engine.logger import ForwardHandler, prints_to_log
+from ..engine.overrides import apply_overrides, unknown_key_error
+from ..errors import ConfigError
 from . import compat
-from ._common import (BACKBONE_NAMES, LKBackbone, UsageError, check_file, cli_parser, jit_save_portable,
-                      parse_override_value, run_cli)
+from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
-__all__ = ["register", "BACKBONES", "load_det_config", "build_model", "train", "evaluate", "infer",
-           "export", "main"]
+__all__ = ["register", "BACKBONES", "load_det_config", "build_model", "check_dataset", "train_reader",
+           "evaluator", "class_names", "config_dict", "model_record", "ppdet_version", "RUNTIME_KEYS"]
 
 BACKBONES: Dict[str, type] = {}
+
+# PaddleDetection's runtime keys (ppdet/engine and its configs' runtime.yml) a config may set.
+RUNTIME_KEYS = ("use_gpu", "use_xpu", "use_mlu", "use_npu", "log_iter", "save_dir", "snapshot_epoch", "weights",
+                "pretrain_weights", "use_ema", "ema_decay", "ema_decay_type", "ema_filter_no_grad", "worker_num",
+                "metric", "num_classes", "epoch", "print_flops", "print_params", "find_unused_parameters",
+                "use_vdl", "vdl_log_dir", "output_eval", "save_prediction_only", "architecture", "norm_type",
+                "amp", "fp16", "seed", "keep_checkpoint_max", "TrainDataset", "EvalDataset", "TestDataset",
+                "TrainReader", "EvalReader", "TestReader", "LearningRate", "OptimizerBuilder", "filename")
 
 
 class _DetBackbone(LKBackbone):
@@ -51,10 +61,9 @@ class _DetBackbone(LKBackbone):
 
 def _make(name: str) -> type:
     doc = (f"{name} backbone for PaddleDetection.\n\n    Args:\n"
-           f"        out_indices (list): stages to return (0-3, strides 4-32).\n"
+           f"        out_indices (list): stages to return (0-3, strides 4-32), returned in stage order.\n"
            f"        pretrained (str): converted .pdparams / official .pth path, or None.\n")
-    cls = type(name, (_DetBackbone,), {"arch": name, "__doc__": doc, "__module__": __name__})
-    return cls
+    return type(name, (_DetBackbone,), {"arch": name, "__doc__": doc, "__module__": __name__})
 
 
 for _name in BACKBONE_NAMES:
@@ -63,19 +72,51 @@ for _name in BACKBONE_NAMES:
 
 
 def register() -> List[str]:
-    """``@register @serializable`` every backbone into PaddleDetection and install the
-    PaddleDetection workarounds of :mod:`.compat` (idempotent)."""
+    """``@register @serializable`` every backbone into PaddleDetection and install the PaddleDetection
+    workarounds of :mod:`.compat` (idempotent)."""
+    from ppdet.core.config.schema import SchemaDict
     from ppdet.core.workspace import global_config, register as ppdet_register, serializable
 
     for name, cls in BACKBONES.items():
-        if name not in global_config:
+        # (a config loaded before registering leaves a plain dict under the name: register over it)
+        if not isinstance(global_config.get(name), SchemaDict):
+            loaded = global_config.pop(name, None)
             ppdet_register(serializable(cls))
+            if isinstance(loaded, dict):
+                global_config[name].update(loaded)
     compat.install("ppdet")
+    _route_logs()
     return list(BACKBONES)
 
 
-# ---------------------------------------------------------------------------------------------
-# Config
+def _adopt(logger: logging.Logger) -> None:
+    for h in list(logger.handlers):
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+    if not any(isinstance(h, ForwardHandler) for h in logger.handlers):
+        logger.addHandler(ForwardHandler())
+
+
+def _route_logs() -> None:
+    """PaddleDetection's loggers print to stdout, which carries the tools' data: forward them to
+    paddle_lk's toolkit log instead (the log file; warnings on the console), later ones included."""
+    import ppdet.utils.logger as ppdet_logger
+
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.split(".")[0] == "ppdet" and isinstance(logger, logging.Logger):
+            _adopt(logger)
+    original = ppdet_logger.setup_logger
+    if getattr(original, "_paddle_lk", False):
+        return
+
+    def setup_logger(name: str = "ppdet", output: Any = None) -> logging.Logger:
+        logger = original(name, output)
+        _adopt(logger)
+        return logger
+
+    setup_logger._paddle_lk = True  # type: ignore[attr-defined]
+    ppdet_logger.setup_logger = setup_logger
+
 
 def _reset_global_config() -> None:
     """PaddleDetection merges every loaded YAML into one process-wide dict; drop what an earlier
@@ -91,63 +132,51 @@ def _reset_global_config() -> None:
             del global_config[key]
 
 
-def _set_override(cfg, key: str, value: Any) -> None:
-    """Set dotted ``key`` in PaddleDetection's config: dict sections (created when missing, as
-    PaddleDetection allows), list indices and attributes of YAML-tagged objects such as
-    ``TrainDataset: !COCODataSet`` (``TrainDataset.dataset_dir=...``)."""
-    parts = key.split(".")
-    if not all(parts):
-        raise UsageError(f"override key '{key}' has an empty component")
-    node = cfg
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[:i + 1])
-        if isinstance(node, list):
-            try:
-                idx = int(part)
-                node[idx]  # noqa: B018 -- validates the index
-            except (ValueError, IndexError):
-                raise UsageError(f"override '{key}': '{where}' is not a valid list index") from None
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                try:
-                    child = node[part]
-                except KeyError:
-                    child = None
-                if child is None:
-                    child = node[part] = {}
-                node = child
-        else:
-            if not hasattr(node, part):
-                raise UsageError(f"override '{key}': {type(node).__name__} has no attribute '{part}'")
-            if last:
-                setattr(node, part, value)
-            else:
-                node = getattr(node, part)
+def _check_key(parts: List[str], container: Any, key: str) -> None:
+    """May ``key`` be created in ``container``? Module configs (``SchemaDict``) take their class's
+    arguments; YAML-tagged objects their constructor's; the top level PaddleDetection's runtime keys."""
+    from ppdet.core.config.schema import SchemaDict
+
+    where = ".".join(parts)
+    if not parts:
+        valid = set(RUNTIME_KEYS) | set(container)
+        if key not in valid:
+            raise unknown_key_error("", key, valid)
+    elif isinstance(container, SchemaDict):
+        name = getattr(container, "name", None)
+        valid = set(container.schema) | set(container)
+        if name in BACKBONES:  # the wrapper takes **kwargs: the model constructor's arguments
+            valid |= set(backbone_params(name))
+        elif not container.strict:  # a module taking **kwargs: anything goes
+            return
+        if key not in valid:
+            raise unknown_key_error(where, key, valid)
+    elif not isinstance(container, dict):
+        params = inspect.signature(type(container).__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and key not in params:
+            raise unknown_key_error(where, key, [p for p in params if p != "self"])
 
 
-def load_det_config(path: str, overrides: Sequence[str] = ()):
-    """PaddleDetection's ``load_config`` (``_BASE_`` merged) + ``-o`` overrides, CPU defaults set."""
+def load_det_config(path: str, overrides: Sequence[str] = ()) -> Any:
+    """PaddleDetection's ``load_config`` (``_BASE_`` merged) + ``-o`` overrides; uses a GPU only when
+    this Paddle has one.
+
+    Raises:
+        ConfigError naming the file or the key path (with the nearest valid key).
+    """
     from ppdet.core.workspace import load_config
 
     register()
-    check_file(path, "config")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' not found")
     _reset_global_config()
-    cfg = load_config(path)
+    try:
+        cfg = load_config(path)
+    except Exception as exc:  # noqa: BLE001 - YAML, _BASE_ and tag errors from PaddleDetection's loader
+        raise ConfigError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     if "architecture" not in cfg:
-        raise UsageError(f"{path}: not a PaddleDetection config (no 'architecture' key)")
-    for item in overrides:
-        if "=" not in item:
-            raise UsageError(f"override '{item}' is not key=value")
-        key, text = item.split("=", 1)
-        _set_override(cfg, key.strip(), parse_override_value(text))
-    # Paddle is whatever was installed: use a GPU only when this build has one.
+        raise ConfigError(f"{path}: not a PaddleDetection config (no 'architecture' key)")
+    apply_overrides(cfg, overrides, check=_check_key, copy_cfg=False)
     use_gpu = bool(cfg.get("use_gpu", False)) and paddle.device.is_compiled_with_cuda() \
         and paddle.device.cuda.device_count() > 0
     cfg["use_gpu"] = use_gpu
@@ -155,152 +184,123 @@ def load_det_config(path: str, overrides: Sequence[str] = ()):
     return cfg
 
 
-def build_model(cfg) -> nn.Layer:
+def build_model(cfg: Any) -> nn.Layer:
     """The config's architecture through PaddleDetection's ``create``."""
     from ppdet.core.workspace import create
 
-    return create(cfg.architecture)
+    try:
+        return create(cfg.architecture)
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise ConfigError(f"{cfg.architecture}: cannot be built from this config ({type(exc).__name__}: {exc})") \
+            from None
 
 
-def _check_dataset(cfg, key: str) -> None:
+def check_dataset(cfg: Any, key: str) -> None:
+    """The dataset folder and annotation file exist (PaddleDetection would otherwise try a download)."""
     ds = cfg.get(key)
     if ds is None:
-        raise UsageError(f"config has no {key}")
+        raise ConfigError(f"config has no {key}")
     root = ds.dataset_dir
     anno = ds.get_anno() if hasattr(ds, "get_anno") else None
     if not os.path.isdir(root):
-        raise UsageError(f"{key}.dataset_dir '{root}' is not a directory (set -o {key}.dataset_dir=PATH)")
+        raise ConfigError(f"{key}.dataset_dir '{root}' is not a directory (set -o {key}.dataset_dir=PATH; "
+                          f"nothing is downloaded)")
     if anno and not os.path.isfile(anno):
-        raise UsageError(f"{key} annotation file '{anno}' not found")
+        raise ConfigError(f"{key}: annotation file '{anno}' not found")
 
 
-# ---------------------------------------------------------------------------------------------
-# Train / eval / infer / export
+def _reader(cfg: Any, dataset_key: str, reader_key: str) -> Tuple[Any, Any, Any]:
+    """(dataset with its sample transforms, batch collation, reader settings) as PaddleDetection's
+    ``BaseDataLoader.__call__`` sets them up, without its ``DataLoader`` (see
+    :class:`~paddle_lk.engine.data.SafeDataLoader`)."""
+    from ppdet.core.workspace import create
 
-def train(cfg, output: Optional[str] = None, validate: bool = False, resume: Optional[str] = None) -> Dict[str, Any]:
-    """PaddleDetection ``Trainer.train``; checkpoints land in ``output/<config name>/``."""
+    check_dataset(cfg, dataset_key)
+    dataset = cfg[dataset_key]
+    reader = create(reader_key)
+    dataset.check_or_download_dataset()
+    with prints_to_log():  # pycocotools' progress lines
+        dataset.parse_dataset()
+    dataset.set_transform(reader._sample_transforms)
+    dataset.set_kwargs(**reader.kwargs)
+    return dataset, reader._batch_transforms, reader
+
+
+def train_reader(cfg: Any) -> Tuple[Any, Any, Any]:
+    """``TrainDataset`` with ``TrainReader``'s transforms: (dataset, collate, reader)."""
+    return _reader(cfg, "TrainDataset", "TrainReader")
+
+
+def evaluator(cfg: Any, model: nn.Layer, output_eval: str) -> Tuple[Any, Any, int, List[Any]]:
+    """What PaddleDetection's evaluation uses, set up by its own ``Trainer`` in ``eval`` mode around
+    ``model`` (no second model is built): ``(EvalDataset with EvalReader's transforms, batch
+    collation, batch size, metrics)``. The metrics (COCO, VOC ... per ``metric``) write their
+    detections (``bbox.json``) to ``output_eval``."""
     from ppdet.engine import Trainer
 
-    _check_dataset(cfg, "TrainDataset")
-    if validate:
-        _check_dataset(cfg, "EvalDataset")
-    if output:
-        cfg["save_dir"] = output
-    # COCO eval writes bbox.json / mask.json: next to the checkpoints, not in the cwd.
-    cfg["output_eval"] = os.path.join(cfg.save_dir, cfg.filename, "eval")
-    os.makedirs(cfg["output_eval"], exist_ok=True)
-    trainer = Trainer(cfg, mode="train")
-    _keep_metric_results(trainer)
-    if resume:
-        trainer.resume_weights(_weights_file(resume))
-    elif cfg.get("pretrain_weights"):
-        trainer.load_weights(cfg.pretrain_weights)
-    trainer.train(validate)
-    save_dir = os.path.join(cfg.save_dir, cfg.filename)
-    out: Dict[str, Any] = {"save_dir": save_dir, "final": os.path.join(save_dir, "model_final.pdparams")}
-    if validate:
-        out.update(_metric_results(trainer))
-    return out
+    check_dataset(cfg, "EvalDataset")
+    os.makedirs(output_eval, exist_ok=True)
+    cfg["output_eval"] = output_eval
+    cfg["model"] = model  # Trainer takes this model instead of building one
+    try:
+        with prints_to_log():  # pycocotools' progress lines
+            trainer = Trainer(cfg, mode="eval")
+    finally:
+        del cfg["model"]
+    return trainer.dataset, trainer.loader._batch_transforms, int(cfg.EvalReader["batch_size"]), trainer._metrics
 
 
-def _keep_metric_results(trainer) -> None:
-    """The Trainer resets its metrics right after logging them; keep the last non-empty results
-    (per metric) so they can be returned."""
-    original = trainer._reset_metrics
-    trainer._paddle_lk_results = {}  # metric index -> results (metrics may be created later)
+def ppdet_version() -> str:
+    try:
+        from importlib.metadata import version
 
-    def reset():
-        for i, metric in enumerate(trainer._metrics):
-            res = metric.get_results() if hasattr(metric, "get_results") else {}
-            if res:
-                trainer._paddle_lk_results[i] = dict(res)
-        original()
-
-    trainer._reset_metrics = reset
+        return version("paddledet")
+    except Exception:  # noqa: BLE001 - metadata missing in a source checkout
+        return "?"
 
 
-def _metric_results(trainer) -> Dict[str, Any]:
-    from ppdet.metrics import COCOMetric
-
-    out: Dict[str, Any] = {}
-    kept = getattr(trainer, "_paddle_lk_results", {})
-    for i, metric in enumerate(getattr(trainer, "_metrics", [])):
-        res = kept.get(i) or (metric.get_results() if hasattr(metric, "get_results") else {})
-        if not res and isinstance(metric, COCOMetric):
-            # PaddleDetection stops COCO eval when the model detected nothing: AP is then 0.
-            print("[det eval] no detections above the score threshold: COCO mAP is 0", flush=True)
-            out["bbox_mAP"] = 0.0
-        for key, values in (res or {}).items():
-            values = list(np.asarray(values).reshape(-1))
-            if values:
-                out[f"{key}_mAP"] = float(values[0])  # COCO AP@[.5:.95]
-                if len(values) > 1:
-                    out[f"{key}_AP50"] = float(values[1])
-    return out
+def _plain(node: Any) -> Any:
+    """YAML-safe form of a config value: module sections as dicts, YAML-tagged objects (datasets,
+    schedules) as ``{type, constructor arguments}``."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    params = [p for p in inspect.signature(type(node).__init__).parameters if p not in ("self", "args", "kwargs")]
+    return {"type": type(node).__name__, **{p: _plain(getattr(node, p)) for p in params if hasattr(node, p)}}
 
 
-def evaluate(cfg, weights: str, output: Optional[str] = None) -> Dict[str, Any]:
-    """PaddleDetection ``Trainer.evaluate`` (COCO mAP through pycocotools); the detections
-    (bbox.json / mask.json) go to ``output`` (default ``save_dir/<config name>/eval``)."""
-    from ppdet.engine import Trainer
+def config_dict(cfg: Any) -> Dict[str, Any]:
+    """The config as loaded (``_BASE_`` merged, ``-o`` applied) as a plain dict: runtime keys and the
+    module sections the YAML files set (PaddleDetection's registry holds every module; the untouched
+    ones are left out)."""
+    from ppdet.core.config.schema import SchemaDict
 
-    _check_dataset(cfg, "EvalDataset")
-    cfg["output_eval"] = output or os.path.join(cfg.get("save_dir", "output"), cfg.filename, "eval")
-    os.makedirs(cfg["output_eval"], exist_ok=True)
-    trainer = Trainer(cfg, mode="eval")
-    _keep_metric_results(trainer)
-    trainer.load_weights(_weights_file(weights))
-    trainer.evaluate()
-    res = _metric_results(trainer)
-    print("[det eval] " + " ".join(f"{k} {v:.4f}" for k, v in res.items()), flush=True)
-    return res
+    return {k: _plain(v) for k, v in cfg.items()
+            if not (isinstance(v, SchemaDict) and not dict.__len__(v)) and k not in ("model", "output_eval")}
 
 
-def _weights_file(weights: str) -> str:
-    """PaddleDetection names checkpoints without the extension (``model_final``): accept both."""
-    if weights and not os.path.isfile(weights) and os.path.isfile(weights + ".pdparams"):
-        weights += ".pdparams"
-    return check_file(weights, "--weights")
+def model_record(cfg: Any) -> Dict[str, Any]:
+    """What defines the network (recorded in training checkpoints, compared on ``--resume``): the
+    architecture and the sections of the modules it names, ``pretrained`` paths left out."""
+    from ppdet.core.config.schema import SchemaDict
+
+    arch = cfg.architecture
+    record: Dict[str, Any] = {"architecture": arch}
+    pending = [arch]
+    while pending:
+        name = pending.pop()
+        section = cfg.get(name)
+        if not isinstance(section, SchemaDict) or name in record:
+            continue
+        record[name] = {k: _plain(v) for k, v in section.items() if k != "pretrained"}
+        pending += [v for v in section.values() if isinstance(v, str) and isinstance(cfg.get(v), SchemaDict)]
+    return record
 
 
-def _eval_model(cfg, weights: str) -> nn.Layer:
-    model = build_model(cfg)
-    load_checkpoint(model, _weights_file(weights))  # the one loader: same formats and messages as cls/seg
-    model.eval()
-    return model
-
-
-def _test_transforms(cfg):
-    from ppdet.data.reader import Compose
-
-    sample = cfg["TestReader"]["sample_transforms"]
-    return Compose(sample, num_classes=cfg.get("num_classes", 80))
-
-
-def _prepare(cfg, image_path: str, transforms) -> Dict[str, paddle.Tensor]:
-    """One image through the TestReader's sample transforms into model inputs (batch of 1)."""
-    sample = {"im_file": image_path, "im_id": np.array([0])}
-    with open(image_path, "rb") as f:
-        sample["image"] = f.read()
-    sample = transforms(sample)
-    image = sample["image"]
-    # Pad to the reader's stride like PadBatch does.
-    stride = 1
-    for op in cfg["TestReader"].get("batch_transforms", []) or []:
-        if "PadBatch" in op:
-            stride = int((op["PadBatch"] or {}).get("pad_to_stride", 1))
-    if stride > 1:
-        c, h, w = image.shape
-        ph, pw = int(np.ceil(h / stride) * stride), int(np.ceil(w / stride) * stride)
-        padded = np.zeros((c, ph, pw), dtype=np.float32)
-        padded[:, :h, :w] = image
-        image = padded
-    return {"image": paddle.to_tensor(image[None].astype("float32")),
-            "im_shape": paddle.to_tensor(np.asarray(sample["im_shape"], "float32")[None]),
-            "scale_factor": paddle.to_tensor(np.asarray(sample["scale_factor"], "float32")[None])}
-
-
-def _class_names(cfg) -> Dict[int, str]:
+def class_names(cfg: Any) -> Dict[int, str]:
     """clsid -> name from the COCO annotation file when there is one, else the index."""
     anno = None
     for key in ("TestDataset", "EvalDataset"):
@@ -317,155 +317,4 @@ def _class_names(cfg) -> Dict[int, str]:
     return {i: str(i) for i in range(num)}
 
 
-def infer(cfg, weights: str, images: Sequence[str], output: str, threshold: float = 0.5) -> List[Dict[str, Any]]:
-    """Detect, draw boxes (and masks) with PaddleDetection's visualizer, write ``output/<stem>.png``."""
-    from PIL import Image
-
-    model = _eval_model(cfg, weights)
-    transforms = _test_transforms(cfg)
-    names = _class_names(cfg)
-    results = []
-    for path in images:
-        check_file(path, "--image")
-        inputs = _prepare(cfg, path, transforms)
-        with paddle.no_grad():
-            out = model(inputs)
-        bbox = out["bbox"].numpy()
-        keep = bbox[:, 1] >= threshold if bbox.size else np.zeros([0], bool)
-        bbox_res = [{"image_id": 0, "category_id": int(b[0]), "bbox": [float(b[2]), float(b[3]), float(b[4] - b[2]),
-                                                        float(b[5] - b[3])], "score": float(b[1])}
-                    for b in bbox[keep]]
-        mask_res = None
-        if "mask" in out and bbox.size:
-            from pycocotools import mask as mask_util
-
-            masks = out["mask"].numpy()[keep]
-            mask_res = [{"image_id": 0, "category_id": int(b[0]), "score": float(b[1]),
-                         "segmentation": mask_util.encode(np.asfortranarray(m.astype(np.uint8)))}
-                        for b, m in zip(bbox[keep], masks)]
-            for m in mask_res:
-                m["segmentation"]["counts"] = m["segmentation"]["counts"].decode("utf8")
-        image = Image.open(path).convert("RGB")
-        drawn = _draw(image, bbox_res, mask_res, names, threshold)
-        dst = os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".png")
-        with atomic_path(dst, suffix=".png") as tmp:
-            drawn.save(tmp, format="PNG")
-        print(f"[det infer] {path}: {len(bbox_res)} boxes -> {dst}", flush=True)
-        results.append({"image": path, "output": dst, "boxes": len(bbox_res)})
-    return results
-
-
-def _draw(image, bbox_res, mask_res, names: Dict[int, str], threshold: float):
-    """Boxes and masks through PaddleDetection's visualizer (its ``draw_bbox`` made Pillow-10-safe
-    by :mod:`.compat`)."""
-    from ppdet.utils.visualizer import visualize_results
-
-    return visualize_results(image, bbox_res, mask_res, None, None, 0, names, threshold)
-
-
-class _ExportNet(nn.Layer):
-    """Inference graph with plain tensor inputs/outputs: (image, im_shape, scale_factor) ->
-    (bbox [N, 6] = class, score, x1, y1, x2, y2; bbox_num [B]; mask when the model has one)."""
-
-    def __init__(self, model: nn.Layer) -> None:
-        super().__init__()
-        self.model = model
-
-    def _outputs(self, image, im_shape, scale_factor):
-        out = self.model({"image": image, "im_shape": im_shape, "scale_factor": scale_factor})
-        if "mask" in out:
-            return out["bbox"], out["bbox_num"], out["mask"]
-        return out["bbox"], out["bbox_num"]
-
-    def forward(self, image, im_shape, scale_factor):
-        return self._outputs(image, im_shape, scale_factor)
-
-
-class _ExportNetNoShape(_ExportNet):
-    """(image, scale_factor) variant for detectors that never read ``im_shape`` (FCOS): Paddle
-    refuses feeds that no output depends on; ``im_shape`` is taken from the image."""
-
-    def forward(self, image, scale_factor):
-        hw = paddle.shape(image)[2:].astype("float32").unsqueeze(0)
-        return self._outputs(image, hw.tile([paddle.shape(image)[0], 1]), scale_factor)
-
-
-class ExportError(RuntimeError):
-    """The detector cannot be exported with this PaddleDetection / Paddle pair."""
-
-
-def _ppdet_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("paddledet")
-    except Exception:  # pragma: no cover - metadata missing in a source checkout
-        return "?"
-
-
-def export(cfg, weights: str, output: str) -> str:
-    """``paddle.jit.save`` of the detector (post-process and NMS included) to ``output/model``,
-    with the native depthwise op so the result loads anywhere, plus ``infer_cfg.yml``."""
-    import yaml
-
-    model = _eval_model(cfg, weights)
-    os.makedirs(output, exist_ok=True)
-    prefix = os.path.join(output, "model")
-    image = paddle.static.InputSpec([None, 3, None, None], "float32", "image")
-    im_shape = paddle.static.InputSpec([None, 2], "float32", "im_shape")
-    scale = paddle.static.InputSpec([None, 2], "float32", "scale_factor")
-    inputs = ["image", "im_shape", "scale_factor"]
-    try:
-        try:
-            jit_save_portable(_ExportNet(model), [image, im_shape, scale], prefix)
-        except ValueError as e:
-            if "not involved in the target_vars" not in str(e):
-                raise
-            # Paddle refuses unused feeds (FCOS never reads im_shape): export without it.
-            jit_save_portable(_ExportNetNoShape(model), [image, scale], prefix)
-            inputs = ["image", "scale_factor"]
-    except Exception as e:  # any tracing failure: report it as one line, exit 1
-        raise ExportError(f"{cfg.architecture}: PaddleDetection {_ppdet_version()} cannot be traced to a "
-                          f"Paddle {paddle.__version__} program ({str(e).strip().splitlines()[-1]})") from e
-    infer_cfg = {"arch": cfg.architecture, "mode": "paddle", "draw_threshold": 0.5, "inputs": inputs,
-                 "Preprocess": [dict(type=list(op)[0], **(list(op.values())[0] or {}))
-                                for op in cfg["TestReader"]["sample_transforms"] if "Decode" not in op],
-                 "label_list": [n for _, n in sorted(_class_names(cfg).items())]}
-    with atomic_path(os.path.join(output, "infer_cfg.yml")) as tmp:
-        with open(tmp, "w") as f:
-            yaml.safe_dump(infer_cfg, f, sort_keys=False)
-    print(f"[det export] {prefix}", flush=True)
-    return prefix
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-def _parser(mode: str) -> argparse.ArgumentParser:
-    p = cli_parser(mode, "PaddleDetection")
-    if mode == "train":
-        p.add_argument("--eval", action="store_true", help="evaluate after each snapshot epoch")
-    if mode == "infer":
-        p.add_argument("--threshold", type=float, default=0.5)
-    return p
-
-
-def main(mode: str, argv: Sequence[str]) -> int:
-    """Entry point used by ``tools/{train,eval,infer,export}.py`` for PaddleDetection configs.
-
-    ``argv`` is the tool's argument list; returns the exit code (2 on bad input, 1 when the
-    detector cannot be exported).
-    """
-    return run_cli(mode, argv, _parser, _run, {ExportError: 1})
-
-
-def _run(mode: str, args: argparse.Namespace) -> Any:
-    cfg = load_det_config(args.config, args.overrides)
-    if mode == "train":
-        return train(cfg, args.output, validate=args.eval, resume=args.weights)
-    if mode == "eval":
-        return evaluate(cfg, args.weights, args.output)
-    if mode == "infer":
-        return infer(cfg, args.weights, args.image, args.output or os.path.join("output", "det_infer"),
-                     args.threshold)
-    return {"prefix": export(cfg, args.weights, args.output or os.path.join("output", "det_export"))}
+register()  # on import, as the toolkit's own components register

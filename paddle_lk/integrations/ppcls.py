@@ -80,3 +80,6 @@ def register() -> Dict[str, List[str]]:
 def registered_modules() -> List[str]:
     """PaddleClas arch modules that hold paddle_lk models."""
     return sorted(_REGISTERED)
+
+
+register()  # on import, as the toolkit's own components register

@@ -1,0 +1,63 @@
+"""What a task (classification, segmentation, detection) gives the one front end."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, List, Optional
+
+from ...errors import ConfigError
+
+__all__ = ["Task", "RANDOM_WEIGHTS", "require_weights", "check_resume_arg"]
+
+RANDOM_WEIGHTS = "random"
+
+
+def require_weights(weights_arg: Optional[str], *fallbacks: Optional[str]) -> Optional[str]:
+    """The weights to evaluate, predict or export with; an untrained model needs ``-w random``.
+
+    Raises:
+        ConfigError: no weights anywhere.
+    """
+    if weights_arg == RANDOM_WEIGHTS:
+        return None
+    weights = weights_arg or next((f for f in fallbacks if f), None)
+    if not weights:
+        raise ConfigError("no weights: pass -w/--weights (a .pdparams, a training checkpoint .pdckpt, a training "
+                          "output dir or an official .pth) or set them in the config; -w random uses an untrained "
+                          "model on purpose")
+    return weights
+
+
+def check_resume_arg(resume: Optional[str], output_dir: str) -> Optional[str]:
+    """``--resume`` without a value means the run's own output dir."""
+    if resume is None:
+        return None
+    return output_dir if resume == "" else resume
+
+
+class Task:
+    """One kind of config. Each method takes the parsed command line (:func:`..cli.build_parser`) and
+    the ``-o`` overrides, and returns the data the tool prints (JSON with ``--json``)."""
+
+    kind = ""
+
+    def train(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluate(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def infer(self, args: argparse.Namespace, overrides: List[str]) -> Any:
+        raise NotImplementedError
+
+    def export(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def human(self, mode: str, result: Any) -> Optional[List[str]]:
+        """Lines printed instead of JSON when ``--json`` is not given (None: print JSON anyway)."""
+        return None
+
+    @staticmethod
+    def default_output(config_path: str, sub: str = "") -> str:
+        stem = os.path.splitext(os.path.basename(config_path))[0]
+        return os.path.join("output", stem, sub) if sub else os.path.join("output", stem)
