@@ -267,3 +267,37 @@ def test_arch_checks(fixtures_dir, tmp_path, capsys):
     assert errors == ["convert_torch: error: " + f"{uni}: the checkpoint is a custom UniRepLKNet, not --arch "
                       "RepLKNet31B (a RepLKNet)"], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_imagenet_checkpoint_into_features_backbone(tmp_path):
+    """What the seg/det configs do: an ImageNet (classification) checkpoint initialises a features-mode
+    backbone; its norm0-3 have no counterpart and keep their init (the official backbone loads with
+    strict=False), everything else must load."""
+    src = _randomized(UniRepLKNet(num_classes=5, **SMALL), seed=5)
+    path = str(tmp_path / "in1k.pth")
+    save_torch_checkpoint(to_torch_names(src), path)
+    notes = []
+    backbone = UniRepLKNet(out_indices=(0, 1, 2, 3), **SMALL)
+    report = load_checkpoint(backbone, path, log=notes.append)
+    assert sorted(report.missing) == sorted(f"norm{i}.{p}" for i in range(4) for p in ("weight", "bias"))
+    assert any("keep their initial values" in n and "norm0.weight" in n for n in notes), notes
+    reasons = dict(report.skipped)
+    assert reasons["head.weight"].startswith("classifier not in the model") and reasons["norm.weight"] == \
+        "not in the model"
+    own, ref = backbone.state_dict(), src.state_dict()
+    for k, v in own.items():
+        if k.startswith("norm"):
+            np.testing.assert_array_equal(v.numpy(), np.ones(v.shape) if k.endswith("weight") else np.zeros(v.shape))
+        else:
+            np.testing.assert_array_equal(v.numpy(), ref[k].numpy(), err_msg=k)
+    # Through create_model (what the toolkit backbones call), and into a deploy-form backbone.
+    paddle_lk.create_model("UniRepLKNet_T", pretrained=path, out_indices=(1, 2, 3), **SMALL)
+    x = np.random.RandomState(6).standard_normal((1, 3, 64, 64)).astype("float32")
+    deploy = paddle_lk.create_model("UniRepLKNet_T", pretrained=path, out_indices=(0, 1, 2, 3), deploy=True, **SMALL)
+    _close(_forward(deploy, x), _forward(backbone, x))
+    # Only those: any other missing key still fails the load, naming it.
+    state = to_torch_names(src)
+    del state["stages.1.0.dwconv.dil_bn_k5_1.weight"]
+    save_torch_checkpoint(state, str(tmp_path / "broken.pth"))
+    with pytest.raises(WeightMismatchError, match=r"missing key.*stages\.1\.0\.dwconv\.dil_bn_k5_1\.weight"):
+        load_checkpoint(UniRepLKNet(out_indices=(0, 1, 2, 3), **SMALL), str(tmp_path / "broken.pth"))
