@@ -176,3 +176,21 @@ def test_22k_finetune_config_trains_two_steps(tmp_path, capsys):
                            str(tmp_path / "out"), "--output", str(out), "-o", *over]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["paddle_inference_max_diff"] <= summary["tolerance"]
+
+
+def test_complexity_benchmark_figures():
+    """benchmarks/model_complexity.py compares with the registry's published figures, and counts them."""
+    import importlib.util
+
+    from paddle_lk.registry import model_cfg
+    from paddle_lk.utils import count_flops, count_params
+
+    spec = importlib.util.spec_from_file_location("model_complexity", ROOT / "benchmarks" / "model_complexity.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name in VARIANT_CONFIGS:
+        cfg = model_cfg(name)
+        assert bench.PAPER[name] == (cfg.params_m, cfg.flops_g), name
+    assert bench.PAPER_384["UniRepLKNet_XL"] == (386, 187.0)
+    model = paddle_lk.reparameterize(paddle_lk.create_model("UniRepLKNet_A").eval())
+    assert round(count_params(model) / 1e6, 1) == 4.4 and round(count_flops(model) / 1e9, 1) == 0.6

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -26,6 +27,7 @@ TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (13
 # A smaller one for synthetic checkpoints: every block kind (3x3, identity, 5x5, dilated 13 and 7).
 SMALL = dict(depths=(1, 2, 1, 1), dims=(8, 16, 16, 32), kernel_sizes=((3,), (13, 0), (7,), (5,)))
 VARIANTS = sorted(VARIANT_CONFIGS)
+ROOT_DIR = pathlib.Path(ROOT)
 
 
 def _load_cli():
@@ -301,3 +303,20 @@ def test_imagenet_checkpoint_into_features_backbone(tmp_path):
     save_torch_checkpoint(state, str(tmp_path / "broken.pth"))
     with pytest.raises(WeightMismatchError, match=r"missing key.*stages\.1\.0\.dwconv\.dil_bn_k5_1\.weight"):
         load_checkpoint(UniRepLKNet(out_indices=(0, 1, 2, 3), **SMALL), str(tmp_path / "broken.pth"))
+
+
+def test_model_zoo_lists_every_official_file():
+    """Both READMEs list each official release with its resolution, published top-1 and convert command."""
+    from paddle_lk.registry import model_cfg
+
+    readmes = {name: (ROOT_DIR / name).read_text(encoding="utf-8") for name in ("README.md", "README_cn.md")}
+    for variant in VARIANTS:
+        for ck in model_cfg(variant).checkpoints:
+            dst = ck.file.replace(".pth", ".pdparams")
+            for name, text in readmes.items():
+                row = next((ln for ln in text.splitlines() if ln.startswith(f"| `{ck.file}`")), None)
+                assert row is not None, (name, ck.file)
+                cells = [c.strip() for c in row.split("|")[1:-1]]
+                assert cells[1] == f"`{variant}`" and cells[2] == str(ck.resolution), (name, row)
+                assert cells[3].startswith(f"{ck.top1:.1f}" if ck.top1 is not None else "–"), (name, row)
+                assert cells[4] == f"`python tools/convert_torch.py --src {ck.file} --dst {dst} --verify`", (name, row)
