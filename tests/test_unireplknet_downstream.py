@@ -268,6 +268,9 @@ def test_det_optimizer_has_official_layer_decay():
         cfg = det.load_det_config(DET, ov)
         model = det.build_model(cfg)
         optimizer = create("OptimizerBuilder")(create("LearningRate")(10), model)
+    head = model.bbox_head
+    assert type(head.head).__name__ == "CascadeXConvNormHead" and head.reg_class_agnostic  # difference (2)
+    assert type(head.bbox_loss).__name__ == "GIoULoss" and head.bbox_loss.loss_weight == 10.0
     groups = _group_of(optimizer)
     seen = set()
     for name, p in model.named_parameters():
