@@ -1,6 +1,7 @@
 """Parameters and FLOPs (multiply-accumulates) per variant at 224x224, next to the papers' figures.
 
     python benchmarks/model_complexity.py [--size 224] [--models RepLKNet31B VAN_b0 ...]
+    python benchmarks/model_complexity.py --size 384 --models UniRepLKNet_S UniRepLKNet_B UniRepLKNet_L UniRepLKNet_XL
 
 Parameters are counted on the train form and on the deploy (re-parameterized) form; FLOPs on the
 deploy form, which is what runs at inference.
@@ -25,6 +26,16 @@ PAPER = {
     "RepLKNet31B": (79, 15.3), "RepLKNet31L": (172, None), "RepLKNetXL": (335, None),
     "VAN_b0": (4.1, 0.9), "VAN_b1": (13.9, 2.5), "VAN_b2": (26.6, 5.0), "VAN_b3": (44.8, 9.0),
     "VAN_b4": (60.3, 12.2),
+    # UniRepLKNet (AILab-CVC/UniRepLKNet README, ImageNet-1K table; B/L/XL: FLOPs published at 384 only).
+    "UniRepLKNet_A": (4.4, 0.6), "UniRepLKNet_F": (6.2, 0.9), "UniRepLKNet_P": (10.7, 1.6),
+    "UniRepLKNet_N": (18.3, 2.8), "UniRepLKNet_T": (31, 4.9), "UniRepLKNet_S": (56, 9.1),
+    "UniRepLKNet_B": (98, None), "UniRepLKNet_L": (218, None), "UniRepLKNet_XL": (386, None),
+}
+# Figures published at 384x384 (--size 384): the UniRepLKNet README's 22K -> 1K table, RepLKNet-31L's paper row.
+PAPER_384 = {
+    "RepLKNet31L": (172, 96.0),
+    "UniRepLKNet_S": (56, 26.7), "UniRepLKNet_B": (98, 47.2), "UniRepLKNet_L": (218, 105.4),
+    "UniRepLKNet_XL": (386, 187.0),
 }
 
 
@@ -45,7 +56,7 @@ def main(argv=None) -> int:
         train_params = count_params(model)
         deploy = paddle_lk.reparameterize(model)
         flops = count_flops(deploy, (1, 3, args.size, args.size))
-        p_params, p_flops = PAPER.get(name, (None, None))
+        p_params, p_flops = (PAPER_384 if args.size == 384 else PAPER).get(name, (None, None))
         print(f"| {name} | {train_params / 1e6:.2f} | {count_params(deploy) / 1e6:.2f} | {_fmt(p_params, '')} | "
               f"{flops / 1e9:.2f} | {_fmt(p_flops, '')} |", flush=True)
         del model, deploy

@@ -3,6 +3,8 @@
 RepLKNet-31B in deploy form (large + small kernels merged, BN fused): inference images/s at 224x224,
 batch 1 and 8; RepLKNet-31B train form: one training step (forward, backward, SGD update). VAN-b2
 likewise (its 5x5 depthwise convs use the op, the 7x7 dilation-3 ones cannot and stay native).
+UniRepLKNet-S likewise (deploy form: one 13x13 or 3x3 depthwise conv per block, all on the op; train form:
+also the dilated 3x3-7x7 branches, on the op where it takes dilation; most FLOPs are pointwise Linears).
 Both paths run in the same process, on the same weights and inputs, and the outputs are compared.
 
     OMP_NUM_THREADS=2 python benchmarks/model_speed.py                 # all (minutes: native is slow)
@@ -95,7 +97,7 @@ def bench_train_step(name: str, batch: int, reps: int) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="RepLKNet31B,VAN_b2")
+    ap.add_argument("--models", default="RepLKNet31B,VAN_b2,UniRepLKNet_S")
     ap.add_argument("--batches", default="1,8", help="inference batch sizes")
     ap.add_argument("--train-batch", type=int, default=2)
     ap.add_argument("--no-train", action="store_true")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -312,8 +313,9 @@ def match_state(mapped: ConvertedState, own: Mapping[str, Shape], label: str, st
 
     The classifier (``family.head_keys``) is dropped, with a ``log`` line, exactly when its shape
     differs; a checkpoint without one leaves the model's. Returns ``(skipped source keys with reasons,
-    head dropped, model keys left unloaded)``; with ``strict`` any other missing or mismatched key is a
-    :class:`WeightMismatchError` naming keys, both shapes, and the variants when they differ.
+    head dropped, model keys left unloaded)``; model keys matching ``family.optional_keys`` may be absent
+    (they keep their initial values, with a ``log`` line); with ``strict`` any other missing or mismatched
+    key is a :class:`WeightMismatchError` naming keys, both shapes, and the variants when they differ.
     """
     head_keys = family.head_keys if family is not None else ("head.weight", "head.bias")
     shapes = {k: tuple(getattr(v, "shape", v)) for k, v in mapped.tensors.items()}
@@ -338,6 +340,11 @@ def match_state(mapped: ConvertedState, own: Mapping[str, Shape], label: str, st
             else "not in the model"
         skipped.append((mapped.origin[k], reason))
     missing = [k for k in missing if k not in head_keys]
+    optional = [k for k in missing if family is not None and any(re.fullmatch(p, k) for p in family.optional_keys)]
+    if optional:
+        log(f"{label}: {len(optional)} model tensors the checkpoint does not have keep their initial values "
+            f"({', '.join(optional[:4])}{', ...' if len(optional) > 4 else ''})")
+    missing = [k for k in missing if k not in optional]
     bad = [k for k in bad if k not in head_keys]
     if (missing or bad) and strict:
         parts = []
@@ -349,7 +356,7 @@ def match_state(mapped: ConvertedState, own: Mapping[str, Shape], label: str, st
         raise WeightMismatchError(f"{label}: " + "; ".join(parts) + _variant_hint(family, shapes, own, model_name))
     for k in bad:
         skipped.append((mapped.origin[k], f"shape mismatch (checkpoint {list(shapes[k])}, model {list(own[k])})"))
-    return skipped, head_dropped, missing + bad
+    return skipped, head_dropped, optional + missing + bad
 
 
 def _load_train_form_into_deploy(model: nn.Layer, family: Family, mapped: ConvertedState,

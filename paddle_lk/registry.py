@@ -112,6 +112,10 @@ class Family:
     keymaps: Tuple[KeyMap, ...] = ()
     variant_fields: Tuple[str, ...] = ()
     head_keys: Tuple[str, ...] = ("head.weight", "head.bias")
+    #: Model keys (regular expressions, full match) a checkpoint of the family may lack: they keep their
+    #: initial values, with a log line, instead of failing a strict load (e.g. UniRepLKNet's features-mode
+    #: ``norm{i}``, which ImageNet classification checkpoints have no counterpart for).
+    optional_keys: Tuple[str, ...] = ()
     #: Constructor argument holding the input channels (families differ: in_chans / in_channels).
     in_chans_arg: str = "in_chans"
     #: What the family's own docs call its deploy form (RepLKNet: "merged").

@@ -100,8 +100,38 @@ class ConvertSummary:
     verify_max_diff: Optional[float] = None
 
 
+def _nested_list(value: Any) -> Any:
+    """Tuples and lists, at any depth, as lists: configs read off shapes hold tuples, tables lists."""
+    return [_nested_list(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _field_diff(field: str, found: Any, expected: Any) -> List[str]:
+    """``field=checkpoint (--arch: expected)``; for per-stage tables of the same length, only the
+    stages that differ (``kernel_sizes[2]=...``), so that a 27-block stage stays readable."""
+    found, expected = _nested_list(found), _nested_list(expected)
+    if (isinstance(found, list) and isinstance(expected, list) and len(found) == len(expected)
+            and any(isinstance(v, list) for v in found + expected)):
+        return [f"{field}[{i}]={a} (--arch: {b})" for i, (a, b) in enumerate(zip(found, expected)) if a != b]
+    return [f"{field}={found} (--arch: {expected})"]
+
+
+def _arch_fields(family, arch: str) -> Dict[str, Any]:
+    """The defining fields of ``arch``: its table entry, completed with what the table leaves to the
+    constructor's defaults (UniRepLKNet's per-depth kernel sizes), read off a lazily built model."""
+    fields = dict(model_cfg(arch).arch)
+    implied = [f for f in family.variant_fields if f not in fields]
+    if implied:
+        try:
+            built = family.config_from_shapes(lazy_state_shapes(create_model, name=arch))
+        except (DetectionError, KeyError, ValueError):
+            built = {}
+        fields.update({f: built[f] for f in implied if f in built})
+    return fields
+
+
 def _check_arch(src: str, arch: str, det: Optional[DetectedArch]) -> None:
-    """The checkpoint must be ``arch`` (its family and its defining arguments), said in one line."""
+    """The checkpoint must be ``arch`` (its family and its defining arguments), said in one line that
+    names the fields (or stages) that differ."""
     cfg = model_cfg(arch)
     if det is None:
         return
@@ -112,10 +142,12 @@ def _check_arch(src: str, arch: str, det: Optional[DetectedArch]) -> None:
                                   f"(a {get_family(cfg.family).display_name})")
     if not family.variant_matches(cfg.arch, det.config):
         found = det.variant or f"a custom {family.display_name}"
-        diff = " ".join(f"{f}={det.config.get(f)} (--arch: {cfg.arch[f]})" for f in family.variant_fields
-                        if f in cfg.arch and str(list(cfg.arch[f]) if isinstance(cfg.arch[f], tuple) else cfg.arch[f])
-                        != str(det.config.get(f)))
-        raise WeightMismatchError(f"{src}: the checkpoint is {found}, not --arch {arch}: {diff}")
+        expected = _arch_fields(family, arch)
+        diff = [d for f in family.variant_fields if f in expected and det.config.get(f) is not None
+                and _nested_list(det.config.get(f)) != _nested_list(expected[f])
+                for d in _field_diff(f, det.config.get(f), expected[f])]
+        raise WeightMismatchError(f"{src}: the checkpoint is {found}, not --arch {arch}: "
+                                  + (" ".join(diff) or family.describe_config(det.config)))
 
 
 def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None, reparam: bool = False,

@@ -734,6 +734,9 @@ class UniRepLKNetFamily(Family):
     display_name = "UniRepLKNet"
     model_cls = UniRepLKNet
     variant_fields = ("depths", "dims", "kernel_sizes")
+    # Features-mode norms: ImageNet checkpoints have none (the official backbone loads them with strict=False
+    # and keeps these LayerNorms at their init, weight 1 and bias 0).
+    optional_keys = (r"norm[0-3]\.(weight|bias)",)
     keymaps = (register_keymap(KeyMap(
         "unireplknet", "official UniRepLKNet (train or deploy form, {'model': ...}, features mode, downstream backbone)",
         TORCH_BN_RULES + [Rule(r"(.*\.)?(pwconv1\.1|pwconv2\.0|head)\.weight", transform="linear")],
