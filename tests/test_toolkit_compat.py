@@ -28,15 +28,12 @@ import pytest
 pytest.importorskip("paddleseg")
 pytest.importorskip("ppdet")
 
-import paddle_lk.integrations  # noqa: E402,F401 -- registers and installs the shims
-from paddle_lk.integrations import compat, det, seg  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_integrations import TINY_BACKBONE, _last_json, _run_tool  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SEG_CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "seg" / "*.yml")))
-DET_CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "det" / "*.yml")))
+import paddle_lk.integrations.det  # noqa: E402,F401 -- registers and installs the shims
+import paddle_lk.integrations.seg  # noqa: E402,F401
+from paddle_lk.engine.cli import main  # noqa: E402
+from paddle_lk.integrations import compat, det, det_infer, seg  # noqa: E402
+from toolkit_helpers import (DET_CONFIGS, ROOT, SEG_CONFIGS, create_predictor, det_value_overrides,  # noqa: E402
+                             last_json, make_coco_layout, predict, run_tool, seg_data_for, seg_value_overrides)
 
 
 def check_upstream(name: str, bug_shows: bool) -> None:
@@ -59,24 +56,6 @@ def raises(fn, exc=Exception, match: str = "") -> bool:
             raise
         return True
     return False
-
-
-def _create_predictor(prefix: str):
-    """A default Paddle Inference predictor, as a user creates one (oneDNN left on)."""
-    import paddle.inference as pi
-
-    model = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
-    config = pi.Config(model, prefix + ".pdiparams")
-    assert config.mkldnn_enabled(), "the default CPU config should have oneDNN on"
-    return pi.create_predictor(config)
-
-
-def _predict(prefix: str, feeds: dict) -> list:
-    predictor = _create_predictor(prefix)
-    for name in predictor.get_input_names():
-        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(feeds[name]))
-    predictor.run()
-    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,9 +407,8 @@ class _Resize(paddle.nn.Layer):
 def _save_resize(prefix: str, safe: bool) -> None:
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
     if safe:
-        from paddle_lk.integrations._common import jit_save_portable
-
-        jit_save_portable(_Resize(), spec, prefix)
+        with compat.onednn_safe_resize():  # what the one export path traces under
+            paddle.jit.save(paddle.jit.to_static(_Resize(), input_spec=spec, full_graph=True), prefix)
     else:
         paddle.jit.save(paddle.jit.to_static(_Resize(), input_spec=spec, full_graph=True), prefix)
 
@@ -438,7 +416,7 @@ def _save_resize(prefix: str, safe: bool) -> None:
 def test_upstream_bug_paddle_onednn_interp(tmp_path):
     _save_resize(str(tmp_path / "plain"), safe=False)
     x = np.random.RandomState(0).rand(1, 3, 5, 6).astype("float32")
-    bug = raises(lambda: _predict(str(tmp_path / "plain"), {"x": x}), NotImplementedError,
+    bug = raises(lambda: predict(str(tmp_path / "plain"), {"x": x}), NotImplementedError,
                  "ConvertPirAttribute2RuntimeAttribute")
     check_upstream("paddle_onednn_interp", bug)
 
@@ -446,7 +424,7 @@ def test_upstream_bug_paddle_onednn_interp(tmp_path):
 def test_exported_resize_runs_in_default_predictor(tmp_path):
     _save_resize(str(tmp_path / "safe"), safe=True)
     x = np.random.RandomState(0).rand(2, 3, 5, 6).astype("float32")
-    got = _predict(str(tmp_path / "safe"), {"x": x})[0]
+    got = predict(str(tmp_path / "safe"), {"x": x})[0]
     np.testing.assert_allclose(got, _Resize()(paddle.to_tensor(x)).numpy(), atol=1e-5)
 
 
@@ -468,172 +446,37 @@ def test_safe_interpolate_matches_upstream(kwargs):
 
 
 # --------------------------------------------------------------------------------------------
-# Tiny datasets in the toolkits' own layouts
-
-
-def _label_blobs(rng, h: int, w: int, classes) -> np.ndarray:
-    label = np.full((h, w), classes[0], np.uint8)
-    for c in classes[1:]:
-        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-        label[y0:y0 + h // 2, x0:x0 + w // 2] = c
-    return label
-
-
-def make_ade20k_layout(root: pathlib.Path, hw=(80, 112), n: int = 2) -> pathlib.Path:
-    """ADEChallengeData2016/{images,annotations}/{training,validation}: jpg images, png labels
-    0..150 (0 = other, ignored)."""
-    rng = np.random.default_rng(0)
-    for split in ("training", "validation"):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            label = _label_blobs(rng, *hw, [0, 3, 12, 150])
-            img = (rng.integers(0, 60, hw + (3,)) + label[..., None] % 7 * 25).astype(np.uint8)
-            cv2.imwrite(str(root / "images" / split / f"ADE_{split}_{i:08d}.jpg"), img)
-            cv2.imwrite(str(root / "annotations" / split / f"ADE_{split}_{i:08d}.png"), label)
-    return root
-
-
-def make_cityscapes_layout(root: pathlib.Path, hw=(96, 192), n: int = 2) -> pathlib.Path:
-    """leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_labelTrainIds.png
-    (train ids 0..18, 255 = ignore), what PaddleSeg's Cityscapes globs for."""
-    rng = np.random.default_rng(0)
-    for split, city in (("train", "aachen"), ("val", "frankfurt")):
-        (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
-        (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            label = _label_blobs(rng, *hw, [0, 7, 18, 255])
-            img = (rng.integers(0, 60, hw + (3,)) + label[..., None] % 7 * 25).astype(np.uint8)
-            stem = f"{city}_{i:06d}_000019"
-            cv2.imwrite(str(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"), img)
-            cv2.imwrite(str(root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png"), label)
-    return root
-
-
-def make_coco_layout(root: pathlib.Path, hw=(240, 320), n_train: int = 4, n_val: int = 2) -> pathlib.Path:
-    """COCO 2017 layout: train2017/, val2017/, annotations/instances_*.json; two objects per image
-    with (non-rectangular) polygons."""
-    rng = np.random.default_rng(0)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    ann_id = 0
-    h, w = hw
-    for split, n in (("train2017", n_train), ("val2017", n_val)):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        for i in range(n):
-            img = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
-            for k in range(2):
-                bw, bh = int(rng.integers(w // 5, w // 2)), int(rng.integers(h // 5, h // 2))
-                x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-                poly = [x, y, x + bw, y, x + bw, y + bh // 2, x + bw // 2, y + bh, x, y + bh]
-                cv2.fillPoly(img, [np.array(poly).reshape(-1, 2)], (200 - 80 * k, 60 + 90 * k, 30))
-                ann_id += 1
-                anns.append({"id": ann_id, "image_id": i + 1, "category_id": 1 + k, "bbox": [x, y, bw, bh],
-                             "area": float(bw * bh) * 0.75, "iscrowd": 0, "segmentation": [poly]})
-            name = f"{i + 1:012d}.jpg"
-            cv2.imwrite(str(root / split / name), img)
-            images.append({"id": i + 1, "file_name": name, "height": h, "width": w})
-        cats = [{"id": 1, "name": "box"}, {"id": 2, "name": "crate"}]
-        with open(root / "annotations" / f"instances_{split}.json", "w") as f:
-            json.dump({"images": images, "annotations": anns, "categories": cats}, f)
-    return root
-
-
-# --------------------------------------------------------------------------------------------
-# Value overrides: widths, sizes, schedule -- never the transforms or losses themselves
-
-
-def _seg_value_overrides(cfg_path: str, data_root=None):
-    from paddleseg.cvlibs.config import parse_from_yaml
-
-    raw = parse_from_yaml(cfg_path)
-    arch = raw["model"]["backbone"]["type"]
-    tiny = TINY_BACKBONE["RepLKNet31B" if arch.startswith("RepLKNet") else "VAN_b2"]
-    ov = [f"model.backbone.{k}={json.dumps(v)}" for k, v in tiny.items()] + ["model.channels=8", "batch_size=2"]
-    if raw["model"]["type"] == "PFPNNet":
-        ov.append("model.fpn_inplanes=" + json.dumps(tiny.get("channels") or tiny.get("embed_dims")))
-    for i, op in enumerate(raw["train_dataset"]["transforms"]):
-        if op["type"] == "RandomPaddingCrop":  # 512x512 -> 64x64, 1024x512 -> 128x64
-            ov.append(f"train_dataset.transforms.{i}.crop_size=" + json.dumps([c // 8 for c in op["crop_size"]]))
-    if data_root is not None:
-        ov += [f"train_dataset.dataset_root={data_root}", f"val_dataset.dataset_root={data_root}"]
-    return raw, ov
-
-
-def _det_value_overrides(cfg_path: str, data_root=None, score_threshold=None):
-    from ppdet.core.workspace import _load_config_with_base
-
-    raw = _load_config_with_base(cfg_path)
-    arch = raw["architecture"]
-    bb = raw[arch]["backbone"]
-    tiny = TINY_BACKBONE["RepLKNet31B" if bb.startswith("RepLKNet") else "VAN_b2"]
-    ov = [f"{bb}.{k}={json.dumps(v)}" for k, v in tiny.items()]
-    for reader in ("TrainReader", "EvalReader", "TestReader"):
-        for i, op in enumerate(raw[reader]["sample_transforms"]):
-            (name, args), = op.items()
-            if "target_size" in (args or {}):  # 800x1333 -> 100x166 (every scale of a multi-scale list)
-                ts = args["target_size"]
-                small = [[a // 8, b // 8] for a, b in ts] if isinstance(ts[0], list) else [ts[0] // 8, ts[1] // 8]
-                ov.append(f"{reader}.sample_transforms.{i}.{name}.target_size={json.dumps(small)}")
-    ov += {
-        "CascadeRCNN": ["FPN.out_channel=16", "CascadeTwoFCHead.out_channel=16", "MaskFeat.out_channel=16",
-                        "MaskFeat.num_convs=1"],
-        "MaskRCNN": ["FPN.out_channel=16", "TwoFCHead.out_channel=16", "MaskFeat.out_channel=16",
-                     "MaskFeat.num_convs=1"],
-        # FCOSHead's prediction convs take 256 channels whatever fcos_feat.feat_out says (ppdet 2.5).
-        "FCOS": ["FPN.out_channel=32", "FCOSHead.fcos_feat.feat_in=32", "FCOSHead.fcos_feat.num_convs=1"],
-        "RetinaNet": ["FPN.out_channel=32", "RetinaHead.conv_feat.feat_in=32", "RetinaHead.conv_feat.feat_out=32",
-                      "RetinaHead.conv_feat.num_convs=1"],
-    }[arch]
-    ov += ["epoch=1", "log_iter=1", "worker_num=0", "snapshot_epoch=1"]
-    if score_threshold is not None:
-        nms = {"CascadeRCNN": "BBoxPostProcess.nms", "MaskRCNN": "BBoxPostProcess.nms",
-               "FCOS": "FCOSPostProcess.nms", "RetinaNet": "RetinaHead.nms"}[arch]
-        ov.append(f"{nms}.score_threshold={score_threshold}")
-    if data_root is not None:
-        ov += [f"{k}.dataset_dir={data_root}" for k in ("TrainDataset", "EvalDataset", "TestDataset")]
-    return raw, ov
-
-
-# --------------------------------------------------------------------------------------------
 # Every shipped config trains as shipped
 
 
 @pytest.mark.parametrize("cfg_path", SEG_CONFIGS, ids=os.path.basename)
 def test_shipped_seg_config_trains(cfg_path, tmp_path):
-    raw, _ = _seg_value_overrides(cfg_path)
-    if raw["train_dataset"]["type"] == "ADE20K":
-        root = make_ade20k_layout(tmp_path / "ADEChallengeData2016")
-    else:
-        root = make_cityscapes_layout(tmp_path / "cityscapes")
-    _, ov = _seg_value_overrides(cfg_path, root)
+    raw, ov = seg_value_overrides(cfg_path, seg_data_for(cfg_path, tmp_path))
     types = [op["type"] for op in raw["train_dataset"]["transforms"]]
     assert "RandomPaddingCrop" in types and "Normalize" in types  # the shipped pipeline runs
-    res = _run_tool("train", ["-c", cfg_path, "-o", *ov, "--iters", "2", "--log-every", "1",
-                              "--output", tmp_path / "out"])
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summary = _last_json(res.stdout)
-    assert summary["iters"] == 2 and np.isfinite(summary["loss"])
-    losses = [float(v) for v in re.findall(r"\[seg train\] iter \d+/\d+ loss (\S+)", res.stdout)]
-    assert len(losses) == 2 and np.isfinite(losses).all()
+    res = run_tool("train", ["-c", cfg_path, "-o", *ov, "--output", tmp_path / "out"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = last_json(res.stdout)
+    assert summary["updates"] == 2 and np.isfinite(summary["loss"])
+    losses = [float(v) for v in re.findall(r"batch \d+/\d+ loss (\S+)", res.stderr)]
+    assert len(losses) == 2 and np.isfinite(losses).all(), res.stderr[-3000:]
     if compat.SHIMS["paddleseg_ce_float32_label"].applies():
-        said = [line for line in res.stdout.splitlines() if line.startswith("[seg config]")]
+        said = [line for line in res.stderr.splitlines() if "[seg config]" in line]
         assert len(said) == 1 and "CrossEntropyLoss" in said[0]
 
 
 @pytest.mark.parametrize("cfg_path", DET_CONFIGS, ids=os.path.basename)
 def test_shipped_det_config_trains(cfg_path, tmp_path):
     root = make_coco_layout(tmp_path / "coco")
-    _, ov = _det_value_overrides(cfg_path, root)
-    res = _run_tool("train", ["-c", cfg_path, "-o", *ov, "--output", tmp_path / "out"])
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
-    # PaddleDetection's log: "... loss_box: 5.87 loss: 7.78 ..." for each of the 2 iterations.
-    totals = [float(v) for v in re.findall(r"\bloss: (\S+)", out)]
-    parts = [float(v) for v in re.findall(r"\bloss_\w+: (\S+)", out)]
-    assert len(totals) == 2 and parts, out[-3000:]
-    assert np.isfinite(totals).all() and np.isfinite(parts).all(), out[-3000:]
-    state = paddle.load(_last_json(res.stdout)["final"])
+    _, ov = det_value_overrides(cfg_path, root)
+    res = run_tool("train", ["-c", cfg_path, "-o", *ov, "--output", tmp_path / "out"])
+    assert res.returncode == 0, res.stderr[-4000:]
+    # "epoch 1/1 batch 1/2 loss 7.78 lr ... loss_cls 1.1 loss_box 5.87 ..." for each of the 2 iterations.
+    totals = [float(v) for v in re.findall(r"batch \d+/\d+ loss (\S+)", res.stderr)]
+    parts = [float(v) for v in re.findall(r"\bloss_\w+ (\S+)", res.stderr)]
+    assert len(totals) == 2 and parts, res.stderr[-3000:]
+    assert np.isfinite(totals).all() and np.isfinite(parts).all(), res.stderr[-3000:]
+    state = paddle.load(str(tmp_path / "out" / "best_model.pdparams"))  # no evaluation: the final weights
     bad = [k for k, v in state.items() if not np.isfinite(np.asarray(v)).all()]
     assert not bad, f"{len(bad)} of {len(state)} saved tensors are not finite"
 
@@ -652,19 +495,27 @@ def astronaut(tmp_path_factory) -> str:
     return str(path)
 
 
+def _export(cfg_path: str, ov, weights, out, *extra) -> str:
+    """``tools/export.py`` in this process; returns the program prefix."""
+    assert main("export", ["-c", cfg_path, "-o", *ov, "-w", str(weights), "--output", str(out), *extra]) == 0
+    return str(out / "model")
+
+
 @pytest.mark.parametrize("cfg_path", DET_CONFIGS, ids=os.path.basename)
 def test_det_export_default_predictor_matches_dygraph(cfg_path, tmp_path, astronaut):
-    _, ov = _det_value_overrides(cfg_path, score_threshold=0.0)  # random weights: keep every box
+    _, ov = det_value_overrides(cfg_path, score_threshold=0.0)  # random weights: keep every box
     cfg = det.load_det_config(cfg_path, ov)
     paddle.seed(3)
     model = det.build_model(cfg)
     paddle.save(model.state_dict(), str(tmp_path / "w.pdparams"))
-    prefix = det.export(cfg, str(tmp_path / "w.pdparams"), str(tmp_path / "exp"))
+    prefix = _export(cfg_path, ov, tmp_path / "w.pdparams", tmp_path / "exp")
     model.eval()
-    inputs = det._prepare(cfg, astronaut, det._test_transforms(cfg))
+    cfg = det.load_det_config(cfg_path, ov)
+    inputs = det_infer.prepare_inputs(cfg, astronaut, det_infer.test_transforms(cfg))
     with paddle.no_grad():
         ref = model(dict(inputs))
-    outs = _predict(prefix, {k: v.numpy() for k, v in inputs.items()})
+    feeds = {k: v.numpy() for k, v in inputs.items()}
+    outs = predict(prefix, feeds)
     ref_bbox, bbox, num = ref["bbox"].numpy(), outs[0], outs[1]
     assert int(num[0]) == int(ref["bbox_num"].numpy()[0]) == len(ref_bbox) > 0
     np.testing.assert_allclose(bbox, ref_bbox, rtol=1e-4, atol=1e-3)
@@ -678,28 +529,29 @@ def test_upstream_bug_ppdet_cascade_pred_bbox_onednn(tmp_path, astronaut, monkey
     from ppdet.modeling.heads.cascade_head import CascadeHead
 
     cfg_path = str(ROOT / "configs" / "det" / "replknet31b_cascade_mask_rcnn_fpn_3x_coco.yml")
-    cfg = det.load_det_config(cfg_path, _det_value_overrides(cfg_path, score_threshold=0.0)[1])
+    ov = det_value_overrides(cfg_path, score_threshold=0.0)[1]
+    cfg = det.load_det_config(cfg_path, ov)
     paddle.save(det.build_model(cfg).state_dict(), str(tmp_path / "w.pdparams"))
     monkeypatch.setattr(CascadeHead, "_get_pred_bbox", compat.original(CascadeHead, "_get_pred_bbox"))
-    prefix = det.export(cfg, str(tmp_path / "w.pdparams"), str(tmp_path / "exp"))
-    inputs = det._prepare(cfg, astronaut, det._test_transforms(cfg))
-    bug = raises(lambda: _predict(prefix, {k: v.numpy() for k, v in inputs.items()}), RuntimeError)
+    prefix = _export(cfg_path, ov, tmp_path / "w.pdparams", tmp_path / "exp", "--no-verify")
+    inputs = det_infer.prepare_inputs(cfg, astronaut, det_infer.test_transforms(cfg))
+    bug = raises(lambda: predict(prefix, {k: v.numpy() for k, v in inputs.items()}), RuntimeError)
     check_upstream("ppdet_cascade_pred_bbox_onednn", bug)
 
 
 @pytest.mark.parametrize("cfg_path", SEG_CONFIGS, ids=os.path.basename)
 def test_seg_export_default_predictor_matches_dygraph(cfg_path, tmp_path):
-    _, ov = _seg_value_overrides(cfg_path)
-    cfg = seg.build_config(cfg_path, ov)
+    _, ov = seg_value_overrides(cfg_path)
+    cfg = seg.load_config(cfg_path, ov)
     paddle.seed(3)
-    model = seg._builder(cfg).model
+    model = seg.builder(cfg).model
     paddle.save(model.state_dict(), str(tmp_path / "w.pdparams"))
-    prefix = seg.export(cfg, str(tmp_path / "w.pdparams"), str(tmp_path / "exp"))
+    prefix = _export(cfg_path, ov, tmp_path / "w.pdparams", tmp_path / "exp")
     model.eval()
     x = np.random.RandomState(0).uniform(-2, 2, (1, 3, 72, 104)).astype("float32")
     with paddle.no_grad():
         logits = model(paddle.to_tensor(x))[0].numpy()[0]
-    label = _predict(prefix, {"x": x})[0][0, 0]
+    label = predict(prefix, {"x": x})[0][0, 0]
     assert label.shape == (72, 104)
     top2 = np.sort(logits, axis=0)[-2:]
     differ = label != logits.argmax(0)

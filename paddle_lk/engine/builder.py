@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -17,7 +17,7 @@ from ..models import create_model
 from ..registry import get_family, list_models, model_cfg, model_entrypoint
 from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 
-__all__ = ["build_model", "SoftTargetCrossEntropy", "build_loss", "model_kwargs", "constructor_params"]
+__all__ = ["build_model", "resolve_arch", "SoftTargetCrossEntropy", "build_loss", "model_kwargs", "constructor_params"]
 
 logger = logging.getLogger("paddle_lk.engine")
 
@@ -51,49 +51,39 @@ def model_kwargs(arch: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in arch.items() if k not in _ENGINE_ARCH_KEYS}
 
 
-def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
-    """Build ``Arch.name`` (a paddle_lk registry name, or a ``paddle.vision.models`` function) with the
-    other ``Arch`` keys as keyword arguments (``Arch.pretrained``: weights to load through
-    :func:`paddle_lk.load_checkpoint`, a classifier of another size is dropped); ``Arch.refocus:
-    {map_k, zero_init}`` applies RefConv refocusing (after ``pretrained`` is loaded, so the frozen base
-    kernels are the pretrained ones)."""
+def resolve_arch(cfg: Dict[str, Any]) -> Tuple[str, str, Dict[str, Any]]:
+    """``(source, model name, keyword arguments)`` of ``Arch``, every key checked without building
+    anything: ``source`` is ``paddle_lk``, ``vision`` (``paddle.vision.models``) or ``ppcls`` (a PaddleClas
+    backbone).
+
+    Raises:
+        ConfigError naming the unknown model or the key (with the nearest valid one).
+    """
     arch = dict(cfg["Arch"])
     name = arch["name"]
     kwargs = model_kwargs(arch)
-    pretrained = arch.get("pretrained") if load_pretrained else None
     same = [n for n in list_models() if n.lower() == name.lower()]
     if name not in list_models() and len(same) == 1:
         # PaddleClas spells VAN's variants VAN_B0...: the same model (its weights load too).
         logger.info(f"Arch.name {name}: paddle_lk's {same[0]}")
         name = same[0]
     if name in list_models():
-        valid = constructor_params(name)
-        for key in kwargs:
-            if key not in valid:
-                raise unknown_key_error("Arch", key, valid + list(_ENGINE_ARCH_KEYS),
-                                        where=f"{name} does not take this argument: ")
-        try:
-            model = create_model(name, pretrained=pretrained or None, **kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Arch ({name}): {exc}") from None
+        source, valid = "paddle_lk", constructor_params(name) + list(_ENGINE_ARCH_KEYS)
     elif hasattr(paddle.vision.models, name) and callable(getattr(paddle.vision.models, name)):
-        fn = getattr(paddle.vision.models, name)
         if "class_num" in kwargs:
             kwargs["num_classes"] = kwargs.pop("class_num")
-        valid = list(inspect.signature(fn).parameters)
-        for key in kwargs:
-            if key not in valid and "kwargs" not in valid:
-                raise unknown_key_error("Arch", key, valid, where=f"{name} does not take this argument: ")
-        model = fn(**kwargs)
-        if pretrained:
-            load_checkpoint(model, pretrained)
+        params = list(inspect.signature(getattr(paddle.vision.models, name)).parameters)
+        source, valid = "vision", None if "kwargs" in params else params
     elif _ppcls_backbone(name) is not None:
-        model = _ppcls_backbone(name)(pretrained=pretrained or False, **kwargs)
+        source, valid = "ppcls", None
     else:
         choices = list_models() + [n for n in dir(paddle.vision.models) if not n.startswith("_")]
         close = closest(name, choices, n=1)
         raise ConfigError(f"Arch.name: unknown model '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
                           + " (see paddle_lk.list_models())")
+    for key in kwargs if valid is not None else ():
+        if key not in valid:
+            raise unknown_key_error("Arch", key, valid, where=f"{name} does not take this argument: ")
     spec = arch.get("refocus")
     if spec:
         if not isinstance(spec, dict):
@@ -102,6 +92,34 @@ def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
         for key in spec:
             if key not in valid:
                 raise unknown_key_error("Arch.refocus", key, valid)
+    return source, name, kwargs
+
+
+def build_model(cfg: Dict[str, Any], load_pretrained: bool = True) -> nn.Layer:
+    """Build ``Arch.name`` (a paddle_lk registry name, a ``paddle.vision.models`` function or a PaddleClas
+    backbone) with the other ``Arch`` keys as keyword arguments (``Arch.pretrained``: weights to load
+    through :func:`paddle_lk.load_checkpoint`, a classifier of another size is dropped); ``Arch.refocus:
+    {map_k, zero_init}`` applies RefConv refocusing (after ``pretrained`` is loaded, so the frozen base
+    kernels are the pretrained ones).
+
+    Raises:
+        ConfigError: see :func:`resolve_arch`; arguments the constructor refuses.
+    """
+    source, name, kwargs = resolve_arch(cfg)
+    pretrained = cfg["Arch"].get("pretrained") if load_pretrained else None
+    if source == "paddle_lk":
+        try:
+            model = create_model(name, pretrained=pretrained or None, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Arch ({name}): {exc}") from None
+    elif source == "vision":
+        model = getattr(paddle.vision.models, name)(**kwargs)
+        if pretrained:
+            load_checkpoint(model, pretrained)
+    else:
+        model = _ppcls_backbone(name)(pretrained=pretrained or False, **kwargs)
+    spec = cfg["Arch"].get("refocus")
+    if spec:
         model = refocus(model, **spec)
     return model
 

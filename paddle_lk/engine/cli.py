@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, DataError, ExportError, OpBuildError, PaddleLKError
@@ -111,6 +113,17 @@ def _configure_logging() -> None:
     setup_logger(None, name="paddle_lk.engine")
 
 
+def _describe(exc: BaseException) -> Any:
+    """Our KeyErrors carry a sentence; a bare key from inside a toolkit gets its type and place."""
+    if not isinstance(exc, KeyError) or not exc.args:
+        return exc
+    if isinstance(exc.args[0], str) and " " in exc.args[0]:
+        return exc.args[0]
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {os.path.relpath(frame.filename)}:{frame.lineno}" if frame else ""
+    return f"KeyError {exc.args[0]!r}{where}"
+
+
 def _fail(msg: Any, code: int) -> int:
     text = str(msg).strip().splitlines()[0] if str(msg).strip() else type(msg).__name__
     print(f"error: {text}", file=sys.stderr, flush=True)
@@ -146,7 +159,7 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
         except (NonFiniteLossError, ExportError) as exc:
             return _fail(exc, EXIT_FAILED)
         except (PaddleLKError, FileNotFoundError, ValueError, KeyError) as exc:
-            return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc, EXIT_USAGE)
+            return _fail(_describe(exc), EXIT_USAGE)
     _print_data(args, result, None if args.json else task.human(mode, result))
     return EXIT_OK
 

@@ -198,9 +198,23 @@ class TrainLoop:
         }
 
     def save(self, name: str, epoch: int, batch: int) -> Optional[str]:
+        """Write checkpoint ``name``; weights that turned NaN/inf (an update with a finite loss can do that)
+        stop the run instead, so every checkpoint on disk is a good one."""
+        self._check_weights_finite(epoch, batch)
         if self.rank != 0:
             return None
         return save_checkpoint(self.state(epoch, batch), os.path.join(self.cfg.output_dir, name))
+
+    @paddle.no_grad()
+    def _check_weights_finite(self, epoch: int, batch: int) -> None:
+        bad = [n for n, p in self.net.named_parameters() if not bool(paddle.isfinite(p).all())]
+        if bad:
+            latest = os.path.join(self.cfg.output_dir, LATEST)
+            kept = latest if os.path.isfile(latest) else "none (none written yet)"
+            raise NonFiniteLossError(f"weights are not finite after update {self.updates} (epoch {epoch + 1}, "
+                                     f"batch {batch}; {len(bad)} parameters, e.g. {bad[0]}) though the loss was: "
+                                     f"training stopped without saving them; the last good checkpoint is {kept}. "
+                                     f"Check the optimizer settings (weight decay, learning rate)")
 
     def load_state(self, path: str, state: Dict[str, Any]) -> Tuple[int, int]:
         """Restore a checkpoint written by :meth:`state`; returns the (epoch, batch) to continue from."""

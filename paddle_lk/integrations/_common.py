@@ -8,6 +8,7 @@ import inspect
 import paddle
 import paddle.nn as nn
 
+from ..engine.builder import constructor_params
 from ..models import LKNetBase, create_model
 from ..registry import PretrainedSpec, get_family, list_models, model_cfg
 
@@ -26,11 +27,8 @@ BACKBONE_NAMES: List[str] = backbone_names()
 def backbone_params(arch: str) -> List[str]:
     """The config keys a backbone section takes: the wrapper's (``out_indices``, ``pretrained``,
     ``in_channels``) and the model constructor's (``channels``, ``drop_path_rate`` ...)."""
-    model_cls = get_family(model_cfg(arch).family).model_cls
     own = [p for p in inspect.signature(LKBackbone.__init__).parameters if p not in ("self", "kwargs", "arch")]
-    model = [p for p, v in inspect.signature(model_cls.__init__).parameters.items()
-             if p != "self" and v.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    return own + [p for p in model if p not in own and p not in ("num_classes", "class_num", "in_chans")]
+    return own + [p for p in constructor_params(arch) if p not in own + ["num_classes", "class_num", "in_chans"]]
 
 
 class LKBackbone(nn.Layer):

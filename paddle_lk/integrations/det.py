@@ -31,10 +31,13 @@ from ..errors import ConfigError
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
-__all__ = ["register", "BACKBONES", "load_det_config", "build_model", "check_dataset", "train_reader",
-           "evaluator", "class_names", "config_dict", "model_record", "ppdet_version", "RUNTIME_KEYS"]
+__all__ = ["register", "BACKBONES", "load_det_config", "create", "build_model", "check_dataset", "train_reader",
+           "evaluator", "check_num_classes", "class_names", "config_dict", "model_record", "ppdet_version", "RUNTIME_KEYS"]
 
 BACKBONES: Dict[str, type] = {}
+
+# What a reader's **kwargs may set (PaddleDetection 2.5 passes them to DetDataset.set_kwargs).
+READER_DATASET_KEYS = ("mixup_epoch", "cutmix_epoch", "mosaic_epoch")
 
 # PaddleDetection's runtime keys (ppdet/engine and its configs' runtime.yml) a config may set.
 RUNTIME_KEYS = ("use_gpu", "use_xpu", "use_mlu", "use_npu", "log_iter", "save_dir", "snapshot_epoch", "weights",
@@ -147,6 +150,8 @@ def _check_key(parts: List[str], container: Any, key: str) -> None:
         valid = set(container.schema) | set(container)
         if name in BACKBONES:  # the wrapper takes **kwargs: the model constructor's arguments
             valid |= set(backbone_params(name))
+        elif name in ("TrainReader", "EvalReader", "TestReader"):  # **kwargs go to the dataset's set_kwargs
+            valid |= set(READER_DATASET_KEYS)
         elif not container.strict:  # a module taking **kwargs: anything goes
             return
         if key not in valid:
@@ -184,15 +189,24 @@ def load_det_config(path: str, overrides: Sequence[str] = ()) -> Any:
     return cfg
 
 
-def build_model(cfg: Any) -> nn.Layer:
-    """The config's architecture through PaddleDetection's ``create``."""
-    from ppdet.core.workspace import create
+def create(name: str, *args: Any) -> Any:
+    """PaddleDetection's ``create(name)(*args)``: a value the module refuses (an assertion or type error
+    inside PaddleDetection or Paddle) becomes a ConfigError naming the config section."""
+    from ppdet.core.workspace import create as ppdet_create
 
     try:
-        return create(cfg.architecture)
+        made = ppdet_create(name)
+        return made(*args) if args else made
     except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise ConfigError(f"{cfg.architecture}: cannot be built from this config ({type(exc).__name__}: {exc})") \
-            from None
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{name}: PaddleDetection cannot build it from this config ({type(exc).__name__}: "
+                          f"{str(exc).strip() or 'invalid value'})") from None
+
+
+def build_model(cfg: Any) -> nn.Layer:
+    """The config's architecture through PaddleDetection's ``create``."""
+    return create(cfg.architecture)
 
 
 def check_dataset(cfg: Any, key: str) -> None:
@@ -213,8 +227,6 @@ def _reader(cfg: Any, dataset_key: str, reader_key: str) -> Tuple[Any, Any, Any]
     """(dataset with its sample transforms, batch collation, reader settings) as PaddleDetection's
     ``BaseDataLoader.__call__`` sets them up, without its ``DataLoader`` (see
     :class:`~paddle_lk.engine.data.SafeDataLoader`)."""
-    from ppdet.core.workspace import create
-
     check_dataset(cfg, dataset_key)
     dataset = cfg[dataset_key]
     reader = create(reader_key)
@@ -223,7 +235,19 @@ def _reader(cfg: Any, dataset_key: str, reader_key: str) -> Tuple[Any, Any, Any]
         dataset.parse_dataset()
     dataset.set_transform(reader._sample_transforms)
     dataset.set_kwargs(**reader.kwargs)
+    check_num_classes(cfg, dataset, dataset_key)
     return dataset, reader._batch_transforms, reader
+
+
+def check_num_classes(cfg: Any, dataset: Any, key: str) -> None:
+    """The model's ``num_classes`` must equal the dataset's categories (PaddleDetection would fail in
+    the middle of the first evaluation on a class id the annotations do not have)."""
+    categories = getattr(dataset, "catid2clsid", None)
+    num = int(cfg.get("num_classes", 80))
+    if categories and len(categories) != num:
+        raise ConfigError(f"num_classes is {num} but {key}'s annotations have {len(categories)} categories "
+                          f"({dataset.get_anno() if hasattr(dataset, 'get_anno') else dataset.dataset_dir}): "
+                          f"set -o num_classes={len(categories)}")
 
 
 def train_reader(cfg: Any) -> Tuple[Any, Any, Any]:
@@ -247,6 +271,7 @@ def evaluator(cfg: Any, model: nn.Layer, output_eval: str) -> Tuple[Any, Any, in
             trainer = Trainer(cfg, mode="eval")
     finally:
         del cfg["model"]
+    check_num_classes(cfg, trainer.dataset, "EvalDataset")
     return trainer.dataset, trainer.loader._batch_transforms, int(cfg.EvalReader["batch_size"]), trainer._metrics
 
 

@@ -29,7 +29,7 @@ from ..engine.overrides import apply_overrides, unknown_key_error
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
-__all__ = ["register", "BACKBONES", "load_config", "build_config", "builder", "component_class", "run_setting",
+__all__ = ["register", "BACKBONES", "load_config", "build_config", "builder", "build", "component_class", "run_setting",
            "RUN_SETTINGS", "PADDLESEG_KEYS"]
 
 logger = logging.getLogger("paddle_lk.engine")
@@ -214,6 +214,20 @@ def builder(cfg: Any) -> Any:
     from paddleseg.cvlibs import SegBuilder
 
     return SegBuilder(cfg)
+
+
+def build(seg_builder: Any, part: str) -> Any:
+    """``seg_builder.<part>`` (``model``, ``optimizer``, ``train_dataset`` ...): a value the component
+    refuses (an assertion or type error inside PaddleSeg or Paddle) becomes a ConfigError naming the
+    config section."""
+    section = {"optimizer": "optimizer / lr_scheduler", "loss": "loss", "model": "model"}.get(part, part)
+    try:
+        return getattr(seg_builder, part)
+    except (AssertionError, TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{section}: PaddleSeg cannot build it from this config ({type(exc).__name__}: "
+                          f"{str(exc).strip() or 'invalid value'})") from None
 
 
 def run_setting(cfg: Any, key: str) -> Any:

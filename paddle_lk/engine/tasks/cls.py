@@ -5,6 +5,7 @@ import argparse
 import logging
 from typing import Any, Dict, List, Optional
 
+from ..builder import resolve_arch
 from ..config import load_config
 from ..data import prepare_bundled_data
 from ..export import export_model
@@ -29,7 +30,9 @@ class ClassificationTask(Task):
                 extra.append(f"Global.eval_during_train={args.eval}")
             if args.weights:  # fine-tuning init
                 extra.append(f"Global.pretrained_model={args.weights}")
-        return load_config(args.config, overrides + extra)
+        cfg = load_config(args.config, overrides + extra)
+        resolve_arch(cfg)  # every Arch key checked before anything is written
+        return cfg
 
     def _weights(self, cfg: Dict[str, Any], args: argparse.Namespace) -> Optional[str]:
         pretrained = cfg["Arch"].get("pretrained")

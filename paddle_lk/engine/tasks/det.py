@@ -164,8 +164,6 @@ class DetectionTask(Task):
                 raise ConfigError(f"pretrain_weights: '{init}' is a URL and nothing is downloaded; download it "
                                   f"and pass the file with -w/--weights")
             log.info(f"initialised from {load_checkpoint(model, init, strict=False, log=log.info)}")
-        from ppdet.core.workspace import create
-
         dataset, collate, reader = ppdet.train_reader(cfg)
         batch_size = int(reader.batch_size)
         sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=bool(reader.shuffle),
@@ -177,8 +175,8 @@ class DetectionTask(Task):
         workers = int(cfg.get("worker_num", 0))
         loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed, collate_fn=collate,
                                 use_shared_memory=bool(reader.use_shared_memory))
-        scheduler = create("LearningRate")(steps)
-        optimizer = create("OptimizerBuilder")(scheduler, model)
+        scheduler = ppdet.create("LearningRate", steps)
+        optimizer = ppdet.create("OptimizerBuilder", scheduler, model)
         use_amp = bool(cfg.get("amp", False)) and bool(cfg.use_gpu)
         scaler = paddle.amp.GradScaler(init_loss_scaling=cfg.get("init_loss_scaling", 1024)) if use_amp else None
         ema = None

@@ -127,11 +127,11 @@ class SegmentationTask(Task):
         paddle.seed(seed)
         np.random.seed(seed)
         builder = paddleseg.builder(cfg)
-        model = builder.model
+        model = paddleseg.build(builder, "model")
         if args.weights:
             report = load_checkpoint(model, args.weights, strict=False, log=log.info)
             log.info(f"initialised from {report}")
-        dataset, losses, optimizer = builder.train_dataset, builder.loss, builder.optimizer
+        dataset, losses, optimizer = (paddleseg.build(builder, p) for p in ("train_dataset", "loss", "optimizer"))
         batch_size, iters = int(cfg.batch_size), int(cfg.iters)
         if iters < 1:
             raise ConfigError(f"iters: must be >= 1, got {iters}")
@@ -165,10 +165,10 @@ class SegmentationTask(Task):
         return loop.run((resume_path, resume_state) if resume_path else None)
 
     def _model(self, args: argparse.Namespace, overrides: List[str], datasets: List[str]):
+        weights = require_weights(args.weights)
         cfg = self._load(args, overrides, datasets)
         builder = paddleseg.builder(cfg)
-        model = builder.model
-        weights = require_weights(args.weights)
+        model = paddleseg.build(builder, "model")
         if weights:
             load_checkpoint(model, weights, use_ema=getattr(args, "ema", False),
                             log=logging.getLogger("paddle_lk.engine").info)

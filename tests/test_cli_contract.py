@@ -1,0 +1,232 @@
+"""Issue 13: one command-line contract for classification, PaddleSeg and PaddleDetection configs.
+
+The same flags mean the same thing for the three kinds of config (``-o`` typed overrides checked key by
+key, ``-w`` in every weights format, ``--resume``, ``--eval``, ``--output``, ``--overwrite``, ``--json``),
+a run killed with SIGKILL resumes to the same weights as an uninterrupted one, a NaN loss stops with
+exit 1 keeping the last good checkpoint, VisualDL gets the scalars, and exports are re-parameterized.
+Each config is a shipped one, shrunk by value overrides on tiny data in its toolkit's layout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+pytest.importorskip("paddleseg")
+pytest.importorskip("ppdet")
+
+from helpers import tiny_cls_config  # noqa: E402
+from toolkit_helpers import (PY, ROOT, det_value_overrides, last_json, make_ade20k_layout,  # noqa: E402
+                             make_coco_layout, run_tool, seg_value_overrides)
+
+from paddle_lk.engine.cli import main  # noqa: E402
+
+SEG_CFG = str(ROOT / "configs" / "seg" / "replknet31b_upernet_ade20k_512x512_160k.yml")
+DET_CFG = str(ROOT / "configs" / "det" / "van_b2_retinanet_fpn_1x_coco.yml")
+KINDS = ("cls", "seg", "det")
+
+
+def _setup(kind: str, tmp_path, **kw):
+    """(config path, ``-o`` overrides) of a tiny run of ``kind`` with its data under ``tmp_path``."""
+    if kind == "cls":
+        over = {"epochs": kw.get("epochs", 2), "use_visualdl": kw.get("vdl", False), "eval_during_train": False}
+        return str(tiny_cls_config(tmp_path, **over)), []
+    if kind == "seg":
+        data = make_ade20k_layout(tmp_path / "ADEChallengeData2016")
+        ov = seg_value_overrides(SEG_CFG, data, iters=kw.get("iters", 2))[1]
+        return SEG_CFG, ov + [f"use_visualdl={str(kw.get('vdl', False)).lower()}", "save_interval=2"]
+    data = make_coco_layout(tmp_path / "coco")
+    ov = det_value_overrides(DET_CFG, data, epochs=kw.get("epochs", 1))[1]
+    return DET_CFG, ov + [f"use_vdl={str(kw.get('vdl', False)).lower()}"]
+
+
+def _o(overrides):
+    return [a for o in overrides for a in ("-o", o)]
+
+
+def _model_state(path) -> dict:
+    return {k: v.numpy() for k, v in paddle.load(str(path))["model"].items()}
+
+
+# --------------------------------------------------------------------------------------------
+# One parser
+
+@pytest.mark.parametrize("mode", ["train", "eval", "infer", "export"])
+def test_same_flags_for_every_kind(mode, capsys):
+    from paddle_lk.engine.cli import build_parser
+
+    text = build_parser(mode).format_help()
+    for flag in ["-c", "-o", "-w", "--json"] + {"train": ["--resume", "--overwrite", "--eval", "--no-eval",
+                                                         "--output"],
+                                                "eval": ["--ema"], "infer": ["-i", "--topk", "--threshold", "--output"],
+                                                "export": ["--output", "--onnx", "--opset", "--with-custom-op"]}[mode]:
+        assert f" {flag}" in text, flag
+    assert main(mode, ["--help"]) == 0
+
+
+@pytest.mark.parametrize("kind,override,names", [
+    ("cls", "Global.epohcs=3", ["Global.epohcs", "epochs"]),
+    ("cls", "Arch.chanels=[8,16]", ["Arch.chanels", "channels"]),
+    ("seg", "batch_sise=2", ["batch_sise", "batch_size"]),
+    ("seg", "itres=2", ["itres", "iters"]),
+    ("seg", "model.backbone.chanels=[8,16,16,16]", ["model.backbone.chanels", "channels"]),
+    ("seg", "model.backbone.type=RepLKNet31b", ["RepLKNet31b", "RepLKNet31B"]),
+    ("det", "epoh=2", ["epoh", "epoch"]),
+    ("det", "VAN_b2.embed_dim=[8,16,16,16]", ["VAN_b2.embed_dim", "embed_dims"]),
+    ("det", "TrainReader.batchsize=1", ["TrainReader.batchsize", "batch_size"]),
+])
+def test_config_typos_are_one_error_naming_the_key_and_the_nearest(kind, override, names, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path)
+    assert main("train", ["-c", cfg, *_o(ov), "-o", override, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and all(n in err for n in names), err
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_values_are_typed(tmp_path, capsys):
+    from paddle_lk.integrations import det, seg
+
+    cfg = seg.load_config(SEG_CFG, ["iters=7", "optimizer.weight_decay=1e-3", "model.backbone.channels=[8,16,16,16]",
+                                    "test_config.is_slide=true"])
+    assert cfg.dic["iters"] == 7 and cfg.dic["optimizer"]["weight_decay"] == 1e-3
+    assert cfg.dic["model"]["backbone"]["channels"] == [8, 16, 16, 16] and cfg.dic["test_config"]["is_slide"] is True
+    dcfg = det.load_det_config(DET_CFG, ["epoch=3", "LearningRate.base_lr=2e-4", "VAN_b2.depths=[1,1,1,1]"])
+    assert dcfg.epoch == 3 and dcfg.LearningRate["base_lr"] == 2e-4 and dcfg.VAN_b2["depths"] == [1, 1, 1, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Train, resume, weights formats, output dirs
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_run_layout_weights_formats_and_output_dir_rules(kind, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path)
+    out = tmp_path / "run"
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"latest.pdckpt", "best_model.pdparams", "config.yaml", "train.log"} <= set(os.listdir(out))
+    assert summary["output_dir"] == str(out) and summary["updates"] >= 1
+    # Every weights format evaluates the same: run dir, best weights, training checkpoint.
+    results = []
+    for weights in (out, out / "best_model.pdparams", out / "latest.pdckpt"):
+        assert main("eval", ["-c", cfg, *_o(ov), "-w", str(weights), "--json"]) == 0, capsys.readouterr().err
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0] == results[1] == results[2]
+    # The dir holds a run: a new run is refused, --resume continues it, --overwrite starts over.
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out), "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["updates"] == summary["updates"]  # already complete
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out), "--overwrite", "--json"]) == 0
+    capsys.readouterr()
+    # Resuming with another model is refused before anything is built.
+    other = {"cls": ["Arch.channels=[8,24]"], "seg": ["model.backbone.channels=[8,16,16,24]"],
+             "det": ["VAN_b2.embed_dims=[8,16,16,24]"]}[kind]
+    assert main("train", ["-c", cfg, *_o(ov + other), "--output", str(out), "--resume"]) == 2
+    assert "channels" in capsys.readouterr().err or kind == "det"
+
+
+def _train_cmd(cfg, ov, *extra):
+    return [PY, str(ROOT / "tools" / "train.py"), "-c", cfg, *_o(ov), *extra]
+
+
+@pytest.mark.parametrize("kind", ["seg", "det"])
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(kind, tmp_path):
+    cfg, ov = _setup(kind, tmp_path, iters=24, epochs=10)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_train_cmd(cfg, ov, "--output", str(ref)), check=True, env=env, capture_output=True, timeout=600)
+    latest = run / "latest.pdckpt"
+    proc = subprocess.Popen(_train_cmd(cfg, ov, "--output", str(run)), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not latest.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    done = paddle.load(str(latest))["meta"]["updates"]
+    total = paddle.load(str(ref / "latest.pdckpt"))["meta"]["updates"]
+    assert 0 < done < total
+    subprocess.run(_train_cmd(cfg, ov, "--output", str(run), "--resume"), check=True, env=env, capture_output=True,
+                   timeout=600)
+    want, got = _model_state(ref / "latest.pdckpt"), _model_state(latest)
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+@pytest.mark.parametrize("kind,nan", [("seg", "optimizer.weight_decay=.nan"),
+                                      ("det", "OptimizerBuilder.optimizer.weight_decay=.nan")])
+def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(kind, nan, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path)
+    out = tmp_path / "run"
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out)]) == 0
+    before = _model_state(out / "latest.pdckpt")
+    capsys.readouterr()
+    longer = ["iters=4"] if kind == "seg" else ["epoch=2"]
+    code = main("train", ["-c", cfg, *_o(ov + longer + [nan]), "--output", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and ("loss is nan" in err or "weights are not finite" in err), err[-2000:]
+    assert "the last good checkpoint is " + str(out / "latest.pdckpt") in err
+    after = _model_state(out / "latest.pdckpt")
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_visualdl_gets_the_training_scalars(kind, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path, vdl=True)
+    out = tmp_path / "run"
+    extra = ["--eval"] if kind != "cls" else ["-o", "Global.eval_during_train=true"]
+    assert main("train", ["-c", cfg, *_o(ov), "--output", str(out), *extra]) == 0, capsys.readouterr().err[-2000:]
+    from visualdl import LogReader
+
+    files = [f for f in os.listdir(out / "vdl") if f.startswith("vdlrecords")]
+    assert files
+    tags = LogReader(file_path=str(out / "vdl" / files[0])).get_tags()["scalar"]
+    primary = {"cls": "eval/top1", "seg": "eval/mIoU", "det": "eval/bbox_mAP"}[kind]
+    assert {"train/loss", "train/lr", primary} <= set(tags), tags
+
+
+# --------------------------------------------------------------------------------------------
+# Export: re-parameterized for every task, verified in a default predictor
+
+def _program_numel(prefix) -> int:
+    return sum(int(np.prod(v.shape)) for v in paddle.jit.load(str(prefix)).state_dict().values())
+
+
+def test_seg_export_merges_the_small_kernel_branches(tmp_path, capsys):
+    import paddle_lk
+    from paddle_lk.integrations import seg
+
+    _, ov = seg_value_overrides(SEG_CFG)
+    model = seg.builder(seg.load_config(SEG_CFG, ov)).model
+    paddle.save(model.state_dict(), str(tmp_path / "w.pdparams"))
+    assert any(".small_conv." in k or "lkb_origin" in k for k in model.state_dict())
+    model.eval()
+    deploy = paddle_lk.reparameterize(model)
+    assert not any(".small_conv." in k for k in deploy.state_dict())
+    deploy_numel = sum(int(np.prod(v.shape)) for v in deploy.state_dict().values())
+    assert main("export", ["-c", SEG_CFG, *_o(ov), "-w", str(tmp_path / "w.pdparams"), "--output",
+                           str(tmp_path / "exp"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["paddle_inference_max_rel_diff"] <= 1e-3 and info["reparam_max_rel_diff"] <= 1e-3
+    # The auxiliary head is not in the inference program; the backbone is in its deploy form.
+    aux = sum(int(np.prod(v.shape)) for k, v in deploy.state_dict().items() if "aux" in k)
+    assert _program_numel(tmp_path / "exp" / "model") <= deploy_numel - aux
+
+
+@pytest.mark.parametrize("kind,bad,section", [("seg", "lr_scheduler.learning_rate=.nan", "lr_scheduler"),
+                                              ("det", "OptimizerBuilder.optimizer.beta1=abc", "OptimizerBuilder")])
+def test_a_value_the_toolkit_refuses_is_one_error_naming_the_section(kind, bad, section, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path)
+    assert main("train", ["-c", cfg, *_o(ov + [bad]), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and section in err, err
