@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -36,9 +36,10 @@ from ..layers.reparam import reparameterize
 from .builder import build_model
 from .config import list_of_single_key_dicts
 from .data import class_names_for
+from .logger import native_stderr_to_log
 from .transforms import deploy_preprocess
 
-__all__ = ["export_program", "export_model", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
+__all__ = ["export_program", "export_model", "on_cpu", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
            "MODEL_PREFIX", "RTOL"]
 
 MODEL_PREFIX = "inference"
@@ -216,7 +217,8 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
     try:
         with ops.op_path("auto" if with_custom_op else "native"), (trace_context or contextlib.nullcontext)():
             try:
-                paddle.jit.save(deploy, os.path.join(tmp, prefix), input_spec=list(input_spec))
+                with native_stderr_to_log():  # Paddle's notices while tracing: the log file
+                    paddle.jit.save(deploy, os.path.join(tmp, prefix), input_spec=list(input_spec))
             except Exception as exc:  # noqa: BLE001 - any tracing failure is one error line (exit 1)
                 last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
                 raise ExportError(f"cannot trace {type(layer).__name__} to a static program with Paddle "
@@ -247,14 +249,31 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
     return summary
 
 
+@contextlib.contextmanager
+def on_cpu() -> Iterator[None]:
+    """Build, trace and verify an export on the CPU (what the CPU predictor check compares with), then
+    give the process its device back."""
+    previous = paddle.get_device()
+    paddle.set_device("cpu")
+    try:
+        yield
+    finally:
+        paddle.set_device(previous)
+
+
 def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with_custom_op: bool = False,
                  onnx: bool = False, verify: bool = True, opset: int = 13, batch: int = 2,
                  logger: Optional[logging.Logger] = None, use_ema: bool = False) -> Dict[str, Any]:
     """Export the classification model ``Arch`` with ``weights`` to ``out_dir/inference.*`` (+ ``.onnx``):
     input ``[N, C, H, W]`` float32 with N, H and W dynamic, output logits ``[N, class_num]``; verified at
-    ``Global.image_shape`` and at a larger size."""
-    log = logger or logging.getLogger("paddle_lk.engine")
-    paddle.set_device("cpu")
+    ``Global.image_shape`` and at a larger size. Runs on the CPU; the process keeps its device."""
+    with on_cpu():
+        return _export_classifier(cfg, weights, out_dir, with_custom_op, onnx, verify, opset, batch,
+                                  logger or logging.getLogger("paddle_lk.engine"), use_ema)
+
+
+def _export_classifier(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with_custom_op: bool, onnx: bool,
+                       verify: bool, opset: int, batch: int, log: logging.Logger, use_ema: bool) -> Dict[str, Any]:
     model = build_model(cfg, load_pretrained=not weights)
     used = load_checkpoint(model, weights, use_ema=use_ema, log=log.info).source if weights \
         else "Arch.pretrained / random init"

@@ -6,11 +6,12 @@ import io
 import logging
 import os
 import sys
+import tempfile
 from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-__all__ = ["setup_logger", "ScalarWriter", "TOOLKIT_LOGGER", "ForwardHandler", "prints_to_log"]
+__all__ = ["setup_logger", "ScalarWriter", "TOOLKIT_LOGGER", "ForwardHandler", "prints_to_log", "native_stderr_to_log"]
 
 # PaddleSeg's and PaddleDetection's own log lines (config dumps, parameter groups ...) are forwarded
 # here: the log file gets them all, the console their warnings and errors only.
@@ -64,6 +65,38 @@ def prints_to_log() -> Iterator[None]:
             yield
         finally:
             writer.flush()
+
+
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """What C++ code writes to stderr meanwhile (Paddle's glog notices while tracing a program, e.g. "PIR not
+    support input out tensor") goes to the toolkit log (the log file) instead of the console; if the block
+    fails, those lines are printed after all, they may explain why."""
+    try:
+        err_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured streams (tests, notebooks): nothing to redirect
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(err_fd)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), err_fd)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, err_fd)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            if failed and text.strip():
+                sys.stderr.write(text)
+            else:
+                for line in text.splitlines():
+                    if line.strip():
+                        logging.getLogger(TOOLKIT_LOGGER).info(f"[paddle] {line.rstrip()}")
 
 
 def setup_logger(output_dir: Optional[str], rank: int = 0, name: str = "paddle_lk.engine",

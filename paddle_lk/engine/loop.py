@@ -377,8 +377,9 @@ class TrainLoop:
                 done = self.updates - self._u_start
                 rate = (time.time() - self._t_start) / max(done, 1)
                 eta = format_eta(rate * (self._total_updates() - self.updates)) if done else "?"
-                self.log.info(f"epoch {epoch + 1}/{c.epochs} batch {batch + 1}/{steps} "
-                              + " ".join(f"{k} {v:.4g}" for k, v in msg.items())
+                where = (f"iter {self.updates}/{c.max_updates} " if c.max_updates  # iteration-based (PaddleSeg)
+                         else f"epoch {epoch + 1}/{c.epochs} batch {batch + 1}/{steps} ")
+                self.log.info(where + " ".join(f"{k} {v:.4g}" for k, v in msg.items())
                               + f" | {ips:.4g} {c.unit}/s | eta {eta}")
                 t0, seen, loss_acc, loss_n, extra_acc = time.time(), 0, 0.0, 0, {}
         if bar is not None:

@@ -27,7 +27,7 @@ from ...integrations import seg as paddleseg
 from ...io.atomic import atomic_path
 from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
-from ..export import export_program
+from ..export import export_program, on_cpu
 from ..logger import setup_logger
 from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, write_resolved_config
 from ..trainer import dist_info, setup_device
@@ -207,6 +207,10 @@ class SegmentationTask(Task):
         return results
 
     def export(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
+        with on_cpu():  # the process keeps its device
+            return self._export(args, overrides)
+
+    def _export(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg, builder, model = self._model(args, overrides, [])
         out = args.output or self.default_output(args.config, "export")
         rng = np.random.RandomState(0)
