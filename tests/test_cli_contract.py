@@ -22,8 +22,8 @@ pytest.importorskip("paddleseg")
 pytest.importorskip("ppdet")
 
 from helpers import tiny_cls_config  # noqa: E402
-from toolkit_helpers import (PY, ROOT, det_value_overrides, last_json, make_ade20k_layout,  # noqa: E402
-                             make_coco_layout, run_tool, seg_value_overrides)
+from toolkit_helpers import (PY, ROOT, det_value_overrides, make_ade20k_layout, make_coco_layout,  # noqa: E402
+                             seg_value_overrides)
 
 from paddle_lk.engine.cli import main  # noqa: E402
 

@@ -17,7 +17,7 @@ pytest.importorskip("paddleseg")
 pytest.importorskip("ppdet")
 
 from toolkit_helpers import (DET_CONFIGS, PY, ROOT, SEG_CONFIGS, det_value_overrides, last_json,  # noqa: E402
-                             make_ade20k_layout, make_coco_layout, predict, run_tool, seg_value_overrides, tiny_for)
+                             make_ade20k_layout, make_coco_layout, run_tool, seg_value_overrides, tiny_for)
 
 
 def _converted_weights(arch: str, kwargs: dict, path) -> dict:

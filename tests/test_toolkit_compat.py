@@ -13,14 +13,9 @@ the dygraph model's outputs.
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
-import pathlib
 import re
-import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
@@ -32,8 +27,9 @@ import paddle_lk.integrations.det  # noqa: E402,F401 -- registers and installs t
 import paddle_lk.integrations.seg  # noqa: E402,F401
 from paddle_lk.engine.cli import main  # noqa: E402
 from paddle_lk.integrations import compat, det, det_infer, seg  # noqa: E402
-from toolkit_helpers import (DET_CONFIGS, ROOT, SEG_CONFIGS, create_predictor, det_value_overrides,  # noqa: E402
-                             last_json, make_coco_layout, predict, run_tool, seg_data_for, seg_value_overrides)
+from toolkit_helpers import (DET_CONFIGS, ROOT, SEG_CONFIGS, det_value_overrides,  # noqa: E402
+                             last_json, make_coco_layout, predict, run_tool, seg_data_for, seg_value_overrides,
+                             write_astronaut)
 
 
 def check_upstream(name: str, bug_shows: bool) -> None:
@@ -487,12 +483,7 @@ def test_shipped_det_config_trains(cfg_path, tmp_path):
 
 @pytest.fixture(scope="module")
 def astronaut(tmp_path_factory) -> str:
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("img") / "astronaut.jpg"
-    img = cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return str(path)
+    return write_astronaut(tmp_path_factory.mktemp("img") / "astronaut.jpg")
 
 
 def _export(cfg_path: str, ov, weights, out, *extra) -> str:

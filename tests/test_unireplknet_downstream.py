@@ -5,7 +5,6 @@ recipe as far as the toolkits can express it, and their exports are re-parameter
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
 

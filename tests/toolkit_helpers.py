@@ -129,6 +129,15 @@ def seg_data_for(cfg_path: str, root: pathlib.Path) -> pathlib.Path:
     return make_cityscapes_layout(root / "cityscapes")
 
 
+def write_astronaut(path: pathlib.Path, size: int = 256) -> str:
+    """A natural RGB image (scikit-image's astronaut, ``size`` x ``size``) written as a jpg."""
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return str(path)
+
+
 # --------------------------------------------------------------------------------------------
 # Value overrides: widths, sizes, schedule -- never the transforms or losses themselves
 

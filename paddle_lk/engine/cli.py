@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import traceback
@@ -165,16 +164,23 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
 
 
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``tools/predict.py``: predictions from an exported model directory (no training config needed)."""
+    """``tools/predict.py``: predictions from an exported model directory (no training config needed):
+    top-k classes, segmentation masks (pseudo-colour PNGs under ``--output``) or detected boxes (drawn
+    under ``--output``), the task read off the export. Returns the exit code (2: bad input)."""
     p = _Parser(prog="tools/predict.py", description="Predict images with an exported model (tools/export.py): "
-                "top-k classes with their names.")
+                "top-k classes with their names, segmentation masks or detected boxes.")
     p.add_argument("-m", "--model-dir", required=True, help="export directory")
     p.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH", help="images, folders or image lists")
-    p.add_argument("--topk", type=int, default=None, help="classes per image (default: the export's)")
+    p.add_argument("--topk", type=int, default=None, help="classification: classes per image (default: the export's)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detection: minimum box score (default: the export's draw_threshold)")
+    p.add_argument("--output", default=os.path.join("output", "predict"),
+                   help="segmentation/detection: folder for the masks / drawn boxes, <image stem>.png "
+                        "(default: output/predict)")
     p.add_argument("--backend", choices=("paddle", "onnx"), default="paddle",
-                   help="Paddle Inference (default) or ONNX Runtime (needs inference.onnx)")
+                   help="Paddle Inference (default) or ONNX Runtime (needs the export's .onnx)")
     p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: the GPU when Paddle has one")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="classification: images per run")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     try:
         args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -183,16 +189,25 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     _configure_logging()
     with handle_interrupts():
         try:
-            results = Predictor(args.model_dir, backend=args.backend, device=args.device,
-                                topk=args.topk).predict(args.input, args.batch_size)
+            with stdout_to_stderr():  # stdout carries the result only, whatever the toolkits print
+                predictor = Predictor(args.model_dir, backend=args.backend, device=args.device, topk=args.topk,
+                                      threshold=args.threshold)
+                results = [Predictor.json_result(r) for r in
+                           predictor.predict(args.input, args.batch_size, output_dir=args.output)]
         except KeyboardInterrupt:
             return _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
         except (ConfigError, DataError, FileNotFoundError, OpBuildError, ValueError) as exc:
             return _fail(exc, EXIT_USAGE)
     human = []
     for r in results:
-        names = r["label_names"] or [None] * len(r["scores"])
-        human.append(f"{r['file'] or '<array>'}: " + ", ".join(f"{n or i} {s:.3f}" for i, s, n in
-                                                                 zip(r["class_ids"], r["scores"], names)))
+        name = r["file"] or "<array>"
+        if predictor.task == "seg":
+            human.append(f"{name} -> {r['mask']} (classes {r['classes']})")
+        elif predictor.task == "det":
+            human.append(f"{name}: {len(r['boxes'])} boxes -> {r['image']}")
+        else:
+            names = r["label_names"] or [None] * len(r["scores"])
+            human.append(f"{name}: " + ", ".join(f"{n or i} {s:.3f}" for i, s, n in
+                                                 zip(r["class_ids"], r["scores"], names)))
     _print_data(args, results, human)
     return EXIT_OK

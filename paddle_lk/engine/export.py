@@ -157,8 +157,13 @@ def _export_onnx(tmp: str, opset: int, log: logging.Logger, prefix: str = MODEL_
     if actual != opset:
         raise ConfigError(f"--opset {opset}: paddle2onnx exported opset {actual} (this model needs it); "
                           f"pass --opset {actual} or newer")
-    model = onnxoptimizer.optimize(model, ONNX_PASSES)
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        model = onnxoptimizer.optimize(model, ONNX_PASSES)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001 - onnxoptimizer / the checker on a graph they cannot handle
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise ExportError(f"the ONNX file paddle2onnx wrote for opset {actual} does not pass onnxoptimizer / the "
+                          f"ONNX checker ({type(exc).__name__}: {last}); export without --onnx") from exc
     onnx.save(model, onnx_path)
     log.info(f"onnx: opset {actual}, optimized with onnxoptimizer ({', '.join(ONNX_PASSES)})")
     return onnx_path, actual
