@@ -409,6 +409,42 @@ def _save_resize(prefix: str, safe: bool) -> None:
         paddle.jit.save(paddle.jit.to_static(_Resize(), input_spec=spec, full_graph=True), prefix)
 
 
+def test_upstream_bug_paddle_memory_optim_pir(tmp_path):
+    """Paddle Inference 3.3 cannot create a predictor for a PIR program with enable_memory_optim(),
+    which PaddleClas's deploy predictor always calls."""
+    import paddle.inference as pi
+
+    _save_resize(str(tmp_path / "m"), safe=True)
+    config = pi.Config(str(tmp_path / "m.json"), str(tmp_path / "m.pdiparams"))
+    config.enable_memory_optim()
+    bug = raises(lambda: pi.create_predictor(config), ValueError, "memory_optimize_pass")
+    check_upstream("paddleclas_deploy_memory_optim", bug)
+
+
+def test_paddleclas_deploy_predictor_patched(tmp_path):
+    pytest.importorskip("paddleclas")
+    import paddle_lk.integrations.ppcls  # noqa: F401 -- installs the shim
+    from paddleclas.deploy.utils.predictor import Predictor
+
+    if not compat.SHIMS["paddleclas_deploy_memory_optim"].applies():
+        pytest.skip("the installed versions do not need the shim")
+    assert "paddleclas_deploy_memory_optim" in compat.installed()
+    _save_resize(str(tmp_path / "inference"), safe=True)
+    args = {"use_gpu": False, "enable_mkldnn": True, "cpu_num_threads": 1, "enable_profile": False,
+            "ir_optim": True, "use_tensorrt": False, "use_fp16": False}
+
+    class Args(dict):
+        __getattr__ = dict.__getitem__
+
+    predictor = Predictor(Args(args), str(tmp_path)).predictor  # would raise ValueError unpatched
+    x = np.random.RandomState(0).rand(1, 3, 5, 6).astype("float32")
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.copy_from_cpu(x)
+    predictor.run()
+    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    np.testing.assert_allclose(got, _Resize()(paddle.to_tensor(x)).numpy(), atol=1e-5)
+
+
 def test_upstream_bug_paddle_onednn_interp(tmp_path):
     _save_resize(str(tmp_path / "plain"), safe=False)
     x = np.random.RandomState(0).rand(1, 3, 5, 6).astype("float32")

@@ -22,7 +22,7 @@ __all__ = ["build_model", "resolve_arch", "SoftTargetCrossEntropy", "build_loss"
 logger = logging.getLogger("paddle_lk.engine")
 
 # Arch keys the engine consumes itself (everything else goes to the model constructor).
-_ENGINE_ARCH_KEYS = ("name", "pretrained", "refocus", "drop_head")
+_ENGINE_ARCH_KEYS = ("name", "pretrained", "refocus", "drop_head", "infer_add_softmax")
 
 
 def constructor_params(name: str) -> List[str]:

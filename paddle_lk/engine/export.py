@@ -270,8 +270,9 @@ def export_model(cfg: Dict[str, Any], weights: Optional[str], out_dir: str, with
                  onnx: bool = False, verify: bool = True, opset: int = 13, batch: int = 2,
                  logger: Optional[logging.Logger] = None, use_ema: bool = False) -> Dict[str, Any]:
     """Export the classification model ``Arch`` with ``weights`` to ``out_dir/inference.*`` (+ ``.onnx``):
-    input ``[N, C, H, W]`` float32 with N, H and W dynamic, output logits ``[N, class_num]``; verified at
-    ``Global.image_shape`` and at a larger size. Runs on the CPU; the process keeps its device."""
+    input ``[N, C, H, W]`` float32 with N, H and W dynamic, output class probabilities ``[N, class_num]``
+    (softmax appended as PaddleClas's export does; logits with ``Arch.infer_add_softmax: false``); verified
+    at ``Global.image_shape`` and at a larger size. Runs on the CPU; the process keeps its device."""
     with on_cpu():
         return _export_classifier(cfg, weights, out_dir, with_custom_op, onnx, verify, opset, batch,
                                   logger or logging.getLogger("paddle_lk.engine"), use_ema)
@@ -287,10 +288,14 @@ def _export_classifier(cfg: Dict[str, Any], weights: Optional[str], out_dir: str
     samples = [rng.standard_normal([batch, c, h, w]).astype("float32"),
                rng.standard_normal([1, c, h + 32, w + 16]).astype("float32")]
     spec = [paddle.static.InputSpec([None, c, None, None], "float32", "x")]
+    # PaddleClas's ExportModel appends a softmax unless Arch.infer_add_softmax is false; its deploy
+    # post-processing (Topk) reads probabilities.
+    softmax = bool(cfg["Arch"].get("infer_add_softmax", True))
     info = dict(task="cls", weights=used, arch=cfg["Arch"]["name"], class_num=cfg["Arch"].get("class_num"),
-                image_shape=[c, h, w])
+                image_shape=[c, h, w], output="probabilities" if softmax else "logits")
     files = classification_deploy_files(cfg, out_dir, with_custom_op, log)
-    return export_program(model, spec, samples, out_dir, with_custom_op=with_custom_op, onnx=onnx, opset=opset,
+    layer = nn.Sequential(model, nn.Softmax(axis=-1)) if softmax else model
+    return export_program(layer, spec, samples, out_dir, with_custom_op=with_custom_op, onnx=onnx, opset=opset,
                           verify=verify, info=info, log=log, extra_files=files)
 
 

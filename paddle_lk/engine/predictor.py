@@ -361,7 +361,9 @@ class Predictor:
         for start in range(0, len(items), bs):
             chunk = items[start:start + bs]
             batch = np.stack([to_chw_float(self.preprocess(self._load(item)), self.channels) for item in chunk])
-            probs = _softmax(np.asarray(self._run(batch), dtype="float64"))
+            out = np.asarray(self._run(batch), dtype="float64")
+            # exports carry PaddleClas's softmax (export_info "output"); older ones give logits
+            probs = out if self.info.get("output") == "probabilities" else _softmax(out)
             k = min(self.topk, probs.shape[-1])
             for item, p in zip(chunk, probs):
                 ids = np.argsort(-p, kind="stable")[:k].tolist()

@@ -149,6 +149,11 @@ SHIMS: Dict[str, Shim] = {s.name: s for s in [
          "transforms/transforms.py RandomPaddingCrop.__call__ with category_max_ratio < 1 stores "
          "the label crop as the image (600x700x3 -> (512, 512)) and leaves the image uncropped "
          "when no crop meets the ratio; Normalize then fails on the 2-D 'image'"),
+    Shim("paddleclas_deploy_memory_optim", "paddleclas", (("paddle", ">=3.0,<3.4"), ("paddleclas", ">=2.5,<2.7")),
+         "deploy/utils/predictor.py Predictor.create_paddle_predictor always calls "
+         "Config.enable_memory_optim(); Paddle Inference 3.3 then fails to create a predictor for "
+         "any PIR program ('Not find predictor_id 0 and pass_name memory_optimize_pass'): "
+         "PaddleClas's own deploy predictor (predict_cls.py, the paddleclas wheel) runs no exported model"),
     Shim("paddle_onednn_interp", "paddle", (("paddle", ">=3.0,<3.4"),),
          "Paddle Inference's oneDNN executor cannot convert the ArrayAttribute<DoubleAttribute> "
          "'scale' of bilinear_interp / nearest_interp (onednn_instruction.cc, "
@@ -659,10 +664,37 @@ def _paddleseg_patches() -> Dict[str, Callable[[], None]]:
             "paddleseg_random_padding_crop": crop}
 
 
+# ---------------------------------------------------------------------------------------------
+# PaddleClas: the deploy predictor
+
+
+def _config_without_memory_optim() -> type:
+    """``paddle.inference.Config`` whose ``enable_memory_optim`` does nothing (the pass it enables
+    breaks predictor creation for PIR programs on Paddle Inference 3.3)."""
+    from paddle.inference import Config
+
+    class ConfigWithoutMemoryOptim(Config):
+        def enable_memory_optim(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return ConfigWithoutMemoryOptim
+
+
+def _paddleclas_patches() -> Dict[str, Callable[[], None]]:
+    def memory_optim() -> None:
+        from paddleclas.deploy.utils import predictor
+
+        func = predictor.Predictor.__dict__["create_paddle_predictor"]
+        _replace(predictor.Predictor, "create_paddle_predictor",
+                 _with_globals(func, Config=_config_without_memory_optim()), "paddleclas")
+
+    return {"paddleclas_deploy_memory_optim": memory_optim}
+
+
 def install(toolkit: str) -> List[str]:
-    """Install the shims of ``toolkit`` (``"ppdet"`` or ``"paddleseg"``) whose version guard
-    holds; idempotent. Returns the names installed (now or before)."""
-    patches = {"ppdet": _ppdet_patches, "paddleseg": _paddleseg_patches}[toolkit]()
+    """Install the shims of ``toolkit`` (``"ppdet"``, ``"paddleseg"`` or ``"paddleclas"``) whose version
+    guard holds; idempotent. Returns the names installed (now or before)."""
+    patches = {"ppdet": _ppdet_patches, "paddleseg": _paddleseg_patches, "paddleclas": _paddleclas_patches}[toolkit]()
     for name, apply in patches.items():
         if not _INSTALLED.get(name) and SHIMS[name].applies():
             apply()

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List
 import paddle.nn as nn
 
 from ..registry import list_models, model_entrypoint
+from . import compat
 
 __all__ = ["register", "registered_modules", "ARCH_MODULES"]
 
@@ -66,7 +67,8 @@ _REGISTERED: Dict[str, List[str]] = {}
 
 
 def register() -> Dict[str, List[str]]:
-    """Register every paddle_lk model into each importable PaddleClas arch module (idempotent).
+    """Register every paddle_lk model into each importable PaddleClas arch module and install the
+    PaddleClas workarounds of :mod:`.compat` (idempotent).
 
     Returns ``{module: [names]}`` for the modules that were found.
     """
@@ -74,6 +76,7 @@ def register() -> Dict[str, List[str]]:
         names = _register_into(module_name)
         if names:
             _REGISTERED[module_name] = names
+    compat.install("paddleclas")  # PaddleClas's deploy predictor on Paddle 3.3 (a no-op without the wheel)
     return dict(_REGISTERED)
 
 
