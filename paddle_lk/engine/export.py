@@ -45,7 +45,7 @@ def run_paddle_inference(directory: str, x: np.ndarray, prefix: str = MODEL_PREF
     config = pi.Config(model_file, os.path.join(directory, prefix + ".pdiparams"))
     config.disable_gpu()
     config.disable_glog_info()
-    # Registers the custom op first (and turns oneDNN off) when the program uses it.
+    # Registers the custom op first when the program uses it (oneDNN stays on: the op reads its layouts).
     from ..ops import create_predictor
 
     predictor = create_predictor(config)
