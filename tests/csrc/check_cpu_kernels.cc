@@ -2,7 +2,8 @@
 // double-precision direct convolution, over a grid of kernel sizes, map sizes and batch sizes that
 // crosses every path boundary (border skipping, column-block splits, the small-map matrix path and
 // its image-block tails, the weight-grad register blocks), then dilations 2..7 ("same" padding
-// D*(K/2)), including maps smaller than the dilated kernel. Built and run by tests/test_cpu_kernels.py.
+// D*(K/2)), including maps smaller than the dilated kernel, then the channel-packed path's grid.
+// Built and run by tests/test_cpu_kernels.py.
 //
 //   check_cpu_kernels            exit 0 when every case is within tolerance, 1 otherwise
 #include <algorithm>
@@ -111,6 +112,23 @@ int main() {
           if (H * W * K * K > 200000) continue;
           bad += report(check_case(N, C, H, W, K, D, rng), N, C, H, W, K, D);
           ++cases;
+        }
+      }
+    }
+  }
+  // Channel-packed path (8 channels per vector): channel counts with and without a partial group of 8,
+  // widths that split into register blocks of 1..8, dilations, kernels up to 9 (the harness is also
+  // run with PADDLE_LK_OP_PACKED=1, which sends every case with C >= 8 there).
+  for (int C : {8, 13, 16}) {
+    for (int K : {1, 3, 5, 7, 9}) {
+      for (int D : {1, 2, 3, 5}) {
+        for (int H : {1, 4, 7, 14}) {
+          for (int W : {1, 5, 7, 9, 14, 17, 28, 33}) {
+            if ((C + K + D + H + W) % 3 != 0) continue;  // a third of the grid keeps it quick
+            const int N = (H + W) % 2 ? 3 : 1;
+            bad += report(check_case(N, C, H, W, K, D, rng), N, C, H, W, K, D);
+            ++cases;
+          }
         }
       }
     }
