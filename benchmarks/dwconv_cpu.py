@@ -43,7 +43,10 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-import paddle_lk.ops as ops
+# Measure the paddle_lk next to this script (this checkout or worktree), not whichever is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import paddle_lk.ops as ops  # noqa: E402
 
 STAGES = [("stage1", (8, 128, 56, 56), 31), ("stage2", (8, 256, 28, 28), 29),
           ("stage3", (8, 512, 14, 14), 27), ("stage4", (8, 1024, 7, 7), 13)]
