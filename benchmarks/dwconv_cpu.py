@@ -177,9 +177,12 @@ class PeakMeter:
         return best
 
 
+STATS = {"median": statistics.median, "min": min}
+
+
 def time_median(fn: Callable[[], object], reps: int, budget_s: float, warmup: int = 3,
-                cheap_s: float = 1.0) -> float:
-    """Median seconds of up to ``reps`` runs, stopping early past ``budget_s``.
+                cheap_s: float = 1.0, stat: str = "median") -> float:
+    """Median (or ``stat="min"``: fastest) seconds of up to ``reps`` runs, stopping early past ``budget_s``.
 
     Untimed warm-up first: ``warmup`` calls when a call takes under ``cheap_s`` (the heap grows over the
     first calls of a new shape, and those page faults are not the steady state), one call otherwise
@@ -197,7 +200,7 @@ def time_median(fn: Callable[[], object], reps: int, budget_s: float, warmup: in
         times.append(time.perf_counter() - t0)
         if time.perf_counter() - start > budget_s:
             break
-    return statistics.median(times)
+    return STATS[stat](times)
 
 
 def _paddle_cases(x: paddle.Tensor, w: paddle.Tensor, k: int, d: int = 1) -> Dict[str, Callable[[], object]]:
@@ -262,7 +265,8 @@ def in_map_taps(h: int, w: int, k: int, d: int = 1) -> int:
 
 
 def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, budget_s: float,
-                with_torch: bool, meter: Optional[PeakMeter], d: int = 1, with_paddle: bool = True) -> Dict[str, float]:
+                with_torch: bool, meter: Optional[PeakMeter], d: int = 1, with_paddle: bool = True,
+                stat: str = "median") -> Dict[str, float]:
     n, c, h, w = shape
     rng = np.random.RandomState(0)
     xn = rng.standard_normal(shape).astype("float32")
@@ -281,15 +285,15 @@ def bench_shape(shape: Sequence[int], k: int, reps: int, baseline_reps: int, bud
     # The op's timings are bracketed by two peak measurements (what the CPU gives us right then).
     peaks = [meter.measure() if meter else None]
     for name in ("ours_fwd", "ours_fb"):
-        res[name] = time_median(cases[name], reps, budget_s)
+        res[name] = time_median(cases[name], reps, budget_s, stat=stat)
     peaks.append(meter.measure() if meter else None)
     if None not in peaks:
         res["measured_peak"] = statistics.mean(peaks)
     for name in ("paddle_fwd", "paddle_fb") if with_paddle else ():
-        res[name] = time_median(cases[name], baseline_reps, budget_s)
+        res[name] = time_median(cases[name], baseline_reps, budget_s, stat=stat)
     tcases = _torch_cases(xn, wn, k, d) if with_torch else None
     for name, fn in (tcases or {}).items():
-        res[name] = time_median(fn, baseline_reps, budget_s)
+        res[name] = time_median(fn, baseline_reps, budget_s, stat=stat)
     return res
 
 
@@ -363,9 +367,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-paddle-models", action="store_true",
                     help="model-shape table without Paddle's F.conv2d columns (they take minutes)")
     ap.add_argument("--quick", action="store_true", help="sweep k in {3, 13, 31} only")
-    ap.add_argument("--reps", type=int, default=5, help="timed runs of the op (median)")
-    ap.add_argument("--baseline-reps", type=int, default=3, help="timed runs of F.conv2d / torch (median)")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs of the op (see --stat)")
+    ap.add_argument("--baseline-reps", type=int, default=3, help="timed runs of F.conv2d / torch (see --stat)")
     ap.add_argument("--budget", type=float, default=20.0, help="stop repeating a case after this many seconds")
+    ap.add_argument("--stat", choices=sorted(STATS), default="median",
+                    help="statistic of the timed runs (every column alike); 'min' resists other jobs on a shared "
+                         "machine, which stall multi-threaded sub-millisecond calls for whole scheduler slices")
     ap.add_argument("--peak-gflops", type=float, default=None, help="override the nominal FMA peak")
     ap.add_argument("--json", default=None, help="also write the raw results here")
     ap.add_argument("--default-malloc", action="store_true",
@@ -407,21 +414,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{mpeak:.0f} GFLOP/s, and per row (mean of before/after)" if mpeak
           else f"# nominal FMA peak {peak:.0f} GFLOP/s; measured peak: n/a (no C++ compiler)")
     print(f"# OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load:.2f}; "
-          f"op reps {args.reps}, baseline reps {args.baseline_reps} (median)")
+          f"op reps {args.reps}, baseline reps {args.baseline_reps} ({args.stat})")
     print(f"# GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset (default malloc)')}, for every column")
     results = {"peak": peak, "measured_peak": mpeak, "stages": {}, "sweep": {}, "models": {}}
     if not args.no_stages:
         print("\n## RepLKNet-31B stages, batch 8, 224x224\n")
         print(_header("stage (shape, k)", has_torch, mpeak))
         for name, shape, k in STAGES:
-            r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch, meter)
+            r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch, meter, stat=args.stat)
             results["stages"][name] = r
             print(_fmt_row(f"{name} {list(shape)} k{k}", r, peak, has_torch), flush=True)
     if not args.no_sweep:
         print(f"\n## kernel-size sweep at {list(SWEEP_SHAPE)}\n")
         print(_header("k", has_torch, mpeak))
         for k in ks:
-            r = bench_shape(SWEEP_SHAPE, k, args.reps, args.baseline_reps, args.budget, has_torch, meter)
+            r = bench_shape(SWEEP_SHAPE, k, args.reps, args.baseline_reps, args.budget, has_torch, meter,
+                            stat=args.stat)
             results["sweep"][k] = r
             print(_fmt_row(str(k), r, peak, has_torch), flush=True)
     if models:
@@ -432,7 +440,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows = results["models"].setdefault(model, [])
             for what, shape, k, d in MODEL_SHAPES[model]:
                 r = bench_shape(shape, k, args.reps, args.baseline_reps, args.budget, has_torch, None, d=d,
-                                with_paddle=with_paddle)
+                                with_paddle=with_paddle, stat=args.stat)
                 rows.append(dict(r, conv=what, shape=list(shape), k=k, d=d))
                 print(_model_row(model, what, shape, k, d, r), flush=True)
     if args.json:

@@ -68,7 +68,7 @@ def test_dwconv_cpu_model_rows_run_dilated_shapes(tmp_path):
     out = tmp_path / "models.json"
     env = dict(os.environ, OMP_NUM_THREADS="2")
     cmd = [sys.executable, str(SCRIPT), "--no-stages", "--no-sweep", "--models", "VAN-b2", "--no-paddle-models",
-           "--reps", "1", "--baseline-reps", "1", "--default-malloc", "--json", str(out)]
+           "--reps", "2", "--baseline-reps", "1", "--stat", "min", "--default-malloc", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.read_text())["models"]["VAN-b2"]
