@@ -435,6 +435,7 @@ def test_to_static_save_and_fresh_process_load(op_module, tmp_path):
     """to_static + jit.save with the op; a fresh process loads it via jit_load and a predictor."""
     paddle.seed(1)
     net = paddle.nn.Sequential(DepthwiseConv2D(6, 6, 13, padding=6, groups=6), paddle.nn.ReLU(),
+                               DepthwiseConv2D(6, 6, 5, padding=4, dilation=2, groups=6),  # the op's attribute
                                DepthwiseConv2D(6, 6, 3, stride=2, padding=1, groups=6))
     net.eval()
     x = paddle.randn([2, 6, 15, 15])
