@@ -152,8 +152,17 @@ def _device_kind(x: paddle.Tensor) -> str:
     return "cpu" if dev == "cpu" else ("gpu" if dev.startswith("gpu") else "other")
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def _dtype_name(t: paddle.Tensor) -> str:
-    return str(t.dtype).replace("paddle.", "").replace("DataType.", "").lower()
+    # Memoized per dtype object: str() of a Paddle dtype costs microseconds, and the dispatcher asks
+    # several times per call.
+    dtype = t.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).replace("paddle.", "").replace("DataType.", "").lower()
+    return name
 
 
 def op_applicable(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor] = None,
