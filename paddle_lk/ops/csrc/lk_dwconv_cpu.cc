@@ -1026,6 +1026,7 @@ LK_AVX2 void conv_packed(const float* in, const float* w, const float* b, float*
   const PackedConvFn fn = packed_conv_pick(g.B, std::make_index_sequence<8>{});
   const int64_t items = G * N;
   const int nt = pick_threads(items, 2.0 * N * C * HW * K * K);
+  const int64_t chunk = channel_chunk(N, G, nt);
 #pragma omp parallel num_threads(nt)
   {
     AlignedBuf xbuf, obuf, wbuf;
@@ -1034,8 +1035,9 @@ LK_AVX2 void conv_packed(const float* in, const float* w, const float* b, float*
     float* wv = wbuf.data(static_cast<size_t>(K * K * 8));
     std::fill(xp, xp + g.Hp * g.Wp * 8, 0.f);  // the border stays zero: pack8 writes the interior
     int64_t prepared = -1;
-    // Items group-major (all images of a group in a row) so a thread prepares a group's weights once.
-#pragma omp for schedule(dynamic, 1)
+    // Items group-major (all images of a group in a row), handed out a group at a time when there are
+    // enough groups, so a thread prepares a group's weights once.
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t grp = item / N, n = item % N, c0 = grp * 8;
       const int nch = static_cast<int>(std::min<int64_t>(8, C - c0));
