@@ -2,8 +2,9 @@
 
 Compiles ``paddle_lk/ops/csrc/lk_dwconv_cuda.cu`` (the very file the Paddle op builds) with nvcc into a
 shared library, calls it through ctypes on torch CUDA tensors, checks forward / input grad / weight grad
-/ bias grad against ``torch.nn.functional.conv2d`` (fp32 and fp16), and times it against cuDNN at the
-RepLKNet paper's Table-1 shapes: input (64, 384, R, R), R in {16, 32, 64}, kernel 3..31.
+/ bias grad against ``torch.nn.functional.conv2d`` (fp32, fp16 and bf16; dilations 1..7 with "same"
+padding), and times it against cuDNN at the RepLKNet paper's Table-1 shapes: input (64, 384, R, R),
+R in {16, 32, 64}, kernel 3..31, plus the dilated shapes of VAN (7x7, dilation 3) and UniRepLKNet.
 
     python benchmarks/dwconv_gpu.py --build-only            # compile check (no GPU needed)
     python benchmarks/dwconv_gpu.py --check --bench         # needs a CUDA GPU and torch with CUDA
@@ -21,13 +22,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CU_SOURCE = ROOT / "paddle_lk" / "ops" / "csrc" / "lk_dwconv_cuda.cu"
-DTYPE_CODES = {"float32": 0, "float16": 1}
+DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
 TABLE1_R = (16, 32, 64)
 TABLE1_K = (3, 5, 7, 9, 13, 17, 21, 25, 27, 29, 31)
+# (kernel, dilation) at R in TABLE1_R: VAN's DW-D-Conv and UniRepLKNet's dilated re-param branches.
+DILATED_KD = ((7, 3), (7, 2), (5, 2), (3, 3), (3, 4), (3, 5))
 
 
 def find_nvcc() -> Optional[str]:
@@ -72,9 +75,9 @@ class Kernels:
     def __init__(self, lib_path: str) -> None:
         lib = ctypes.CDLL(lib_path)
         i64, vp, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.lk_dwconv2d_forward_cuda.argtypes = [i32, vp, vp, vp, vp, i64, i64, i64, i64, i64, vp]
-        lib.lk_dwconv2d_input_grad_cuda.argtypes = [i32, vp, vp, vp, i64, i64, i64, i64, i64, vp]
-        lib.lk_dwconv2d_weight_grad_cuda.argtypes = [i32, vp, vp, vp, vp, i64, i64, i64, i64, i64, vp]
+        lib.lk_dwconv2d_forward_cuda.argtypes = [i32, vp, vp, vp, vp, i64, i64, i64, i64, i64, i64, vp]
+        lib.lk_dwconv2d_input_grad_cuda.argtypes = [i32, vp, vp, vp, i64, i64, i64, i64, i64, i64, vp]
+        lib.lk_dwconv2d_weight_grad_cuda.argtypes = [i32, vp, vp, vp, vp, i64, i64, i64, i64, i64, i64, vp]
         lib.lk_dwconv2d_bias_grad_cuda.argtypes = [i32, vp, vp, i64, i64, i64, i64, vp]
         for fn in ("forward", "input_grad", "weight_grad", "bias_grad"):
             getattr(lib, f"lk_dwconv2d_{fn}_cuda").restype = ctypes.c_int
@@ -94,33 +97,33 @@ class Kernels:
         if err != 0:
             raise RuntimeError(f"{what}: CUDA error {err}")
 
-    def forward(self, x, w, b=None):
+    def forward(self, x, w, b=None, d: int = 1):
         import torch
 
         y = torch.empty_like(x)
         n, c, h, wd = x.shape
         self._ok(self.lib.lk_dwconv2d_forward_cuda(self._code(x), x.data_ptr(), w.data_ptr(),
                                                    b.data_ptr() if b is not None else None, y.data_ptr(),
-                                                   n, c, h, wd, w.shape[-1], self._stream()), "forward")
+                                                   n, c, h, wd, w.shape[-1], d, self._stream()), "forward")
         return y
 
-    def input_grad(self, dy, w):
+    def input_grad(self, dy, w, d: int = 1):
         import torch
 
         dx = torch.empty_like(dy)
         n, c, h, wd = dy.shape
         self._ok(self.lib.lk_dwconv2d_input_grad_cuda(self._code(dy), dy.data_ptr(), w.data_ptr(), dx.data_ptr(),
-                                                      n, c, h, wd, w.shape[-1], self._stream()), "input grad")
+                                                      n, c, h, wd, w.shape[-1], d, self._stream()), "input grad")
         return dx
 
-    def weight_grad(self, x, dy, k: int):
+    def weight_grad(self, x, dy, k: int, d: int = 1):
         import torch
 
         n, c, h, wd = x.shape
         dw = torch.empty((c, 1, k, k), dtype=x.dtype, device=x.device)
         ws = dw if x.dtype == torch.float32 else torch.empty((c, 1, k, k), dtype=torch.float32, device=x.device)
         self._ok(self.lib.lk_dwconv2d_weight_grad_cuda(self._code(x), x.data_ptr(), dy.data_ptr(), dw.data_ptr(),
-                                                       ws.data_ptr(), n, c, h, wd, k, self._stream()),
+                                                       ws.data_ptr(), n, c, h, wd, k, d, self._stream()),
                  "weight grad")
         return dw
 
@@ -144,10 +147,14 @@ def check(kern: Kernels, device: str = "cuda") -> bool:
     import torch.nn.functional as F
 
     ok = True
-    cases = [(1, 1, 7, 7, 13), (3, 5, 9, 11, 3), (2, 64, 16, 17, 31), (3, 5, 33, 31, 31), (2, 8, 20, 70, 63),
-             (4, 384, 32, 32, 27), (1, 3, 5, 3, 27)]
-    for dtype, tol in (("float32", 1e-4), ("float16", 1e-2)):
-        for n, c, h, w, k in cases:
+    # N, C, H, W, k, dilation: the undilated grid, then dilated ones (maps smaller than the dilated
+    # extent d*(k-1)+1 included, several tiles per phase, odd sizes).
+    cases = [(1, 1, 7, 7, 13, 1), (3, 5, 9, 11, 3, 1), (2, 64, 16, 17, 31, 1), (3, 5, 33, 31, 31, 1),
+             (2, 8, 20, 70, 63, 1), (4, 384, 32, 32, 27, 1), (1, 3, 5, 3, 27, 1),
+             (2, 64, 56, 56, 7, 3), (2, 32, 7, 7, 7, 3), (3, 16, 14, 14, 3, 5), (2, 8, 75, 41, 5, 2),
+             (1, 4, 9, 13, 9, 7), (2, 8, 100, 100, 13, 4)]
+    for dtype, tol in (("float32", 1e-4), ("float16", 1e-2), ("bfloat16", 5e-2)):
+        for n, c, h, w, k, d in cases:
             g = torch.Generator(device="cpu").manual_seed(0)
             x32 = torch.randn(n, c, h, w, generator=g)
             w32 = torch.randn(c, 1, k, k, generator=g) / k
@@ -157,14 +164,14 @@ def check(kern: Kernels, device: str = "cuda") -> bool:
             # the reference sees the same (rounded) inputs, computed in fp32
             xs, ws_, bs, dys = (t.to(td).to(device) for t in (x32, w32, b32, dy32))
             xr, wr, br = (t.float().clone().requires_grad_(True) for t in (xs, ws_, bs))
-            yr = F.conv2d(xr, wr, br, padding=k // 2, groups=c)
+            yr = F.conv2d(xr, wr, br, padding=d * (k // 2), dilation=d, groups=c)
             gx, gw, gb = torch.autograd.grad(yr, (xr, wr, br), dys.float())
-            errs = [_rel(kern.forward(xs, ws_, bs), yr), _rel(kern.input_grad(dys, ws_), gx),
-                    _rel(kern.weight_grad(xs, dys, k), gw), _rel(kern.bias_grad(dys), gb)]
+            errs = [_rel(kern.forward(xs, ws_, bs, d), yr), _rel(kern.input_grad(dys, ws_, d), gx),
+                    _rel(kern.weight_grad(xs, dys, k, d), gw), _rel(kern.bias_grad(dys), gb)]
             good = all(e < tol for e in errs)
             ok &= good
-            print(f"{dtype:8s} N={n} C={c} {h}x{w} k={k}: fwd {errs[0]:.1e} dx {errs[1]:.1e} dw {errs[2]:.1e} "
-                  f"db {errs[3]:.1e} {'ok' if good else 'FAIL'}")
+            print(f"{dtype:8s} N={n} C={c} {h}x{w} k={k} d={d}: fwd {errs[0]:.1e} dx {errs[1]:.1e} "
+                  f"dw {errs[2]:.1e} db {errs[3]:.1e} {'ok' if good else 'FAIL'}")
     return ok
 
 
@@ -185,18 +192,20 @@ def _time_ms(fn: Callable[[], object], reps: int = 10, warmup: int = 3) -> float
 
 
 def bench(kern: Kernels, rs: Sequence[int] = TABLE1_R, ks: Sequence[int] = TABLE1_K, batch: int = 64,
-          channels: int = 384, dtypes: Sequence[str] = ("float32", "float16")) -> None:
-    """Table-1 style timing: ours vs cuDNN (torch conv2d, groups=C), forward and forward+backward."""
+          channels: int = 384, dtypes: Sequence[str] = ("float32", "float16", "bfloat16"),
+          dilated: Sequence[Tuple[int, int]] = DILATED_KD) -> None:
+    """Table-1 style timing: ours vs cuDNN (torch conv2d, groups=C), forward and forward+backward; then
+    the dilated (k, d) pairs at the same R."""
     import torch
     import torch.nn.functional as F
 
     torch.backends.cudnn.benchmark = True
-    print(f"{'dtype':8s} {'R':>3s} {'k':>3s} | {'cuDNN fwd':>10s} {'ours fwd':>9s} {'x':>6s} | "
+    print(f"{'dtype':8s} {'R':>3s} {'k':>3s} {'d':>2s} | {'cuDNN fwd':>10s} {'ours fwd':>9s} {'x':>6s} | "
           f"{'cuDNN f+b':>10s} {'ours f+b':>9s} {'x':>6s}   (ms, median, input ({batch},{channels},R,R))")
     for dtype in dtypes:
         td = getattr(torch, dtype)
         for r in rs:
-            for k in ks:
+            for k, d in [(k, 1) for k in ks] + list(dilated):
                 x = torch.randn(batch, channels, r, r, device="cuda", dtype=td)
                 w = torch.randn(channels, 1, k, k, device="cuda", dtype=td) / k
                 dy = torch.randn_like(x)
@@ -204,18 +213,19 @@ def bench(kern: Kernels, rs: Sequence[int] = TABLE1_R, ks: Sequence[int] = TABLE
 
                 def ref_fwd():
                     with torch.no_grad():
-                        return F.conv2d(x, w, padding=k // 2, groups=channels)
+                        return F.conv2d(x, w, padding=d * (k // 2), dilation=d, groups=channels)
 
                 def ref_fb():
-                    y = F.conv2d(xg, wg, padding=k // 2, groups=channels)
+                    y = F.conv2d(xg, wg, padding=d * (k // 2), dilation=d, groups=channels)
                     return torch.autograd.grad(y, (xg, wg), dy)
 
                 def ours_fb():
-                    kern.forward(x, w)
-                    return kern.input_grad(dy, w), kern.weight_grad(x, dy, k)
+                    kern.forward(x, w, None, d)
+                    return kern.input_grad(dy, w, d), kern.weight_grad(x, dy, k, d)
 
-                t = [_time_ms(ref_fwd), _time_ms(lambda: kern.forward(x, w)), _time_ms(ref_fb), _time_ms(ours_fb)]
-                print(f"{dtype:8s} {r:3d} {k:3d} | {t[0]:10.3f} {t[1]:9.3f} {t[0] / t[1]:6.2f} | "
+                t = [_time_ms(ref_fwd), _time_ms(lambda: kern.forward(x, w, None, d)), _time_ms(ref_fb),
+                     _time_ms(ours_fb)]
+                print(f"{dtype:8s} {r:3d} {k:3d} {d:2d} | {t[0]:10.3f} {t[1]:9.3f} {t[0] / t[1]:6.2f} | "
                       f"{t[2]:10.3f} {t[3]:9.3f} {t[2] / t[3]:6.2f}")
 
 
@@ -257,7 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ok = check(kern)
     if args.bench:
         if args.quick:
-            bench(kern, rs=(32,), ks=(3, 13, 31), batch=args.batch)
+            bench(kern, rs=(32,), ks=(3, 13, 31), batch=args.batch, dilated=((7, 3), (3, 5)))
         else:
             bench(kern, batch=args.batch)
     return 0 if ok else 1

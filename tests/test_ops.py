@@ -79,6 +79,57 @@ def test_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, with_bias
         assert _rel(g, g_ref) < RTOL, f"grad of {name}"
 
 
+# Dilated ("same" padding d*(k//2)): kernels 3-9, dilations 1-7, maps smaller than the dilated extent
+# d*(k-1)+1, odd/even sizes, the small-map and direct paths, VAN's 7x7 d3 and UniRepLKNet's branches.
+DILATED_CASES = [
+    # N, C, H, W, K, D, bias
+    (2, 3, 14, 14, 7, 3, True),    # VAN DW-D-Conv at stage 3 size (extent 19 > 14)
+    (1, 4, 7, 7, 7, 3, False),     # VAN stage 4: extent 19 on a 7x7 map
+    (3, 2, 7, 7, 3, 5, True),      # UniRepLKNet k=3 d=5 on stage 4 (extent 11)
+    (2, 3, 28, 28, 3, 4, False),
+    (1, 2, 13, 11, 5, 2, True),    # odd sizes
+    (2, 5, 12, 16, 9, 2, True),    # even sizes
+    (1, 3, 5, 9, 3, 7, False),     # extent 15 larger than both sides
+    (4, 2, 8, 8, 5, 1, True),
+    (2, 2, 20, 9, 7, 2, False),
+    (1, 1, 1, 6, 3, 3, True),      # a single row
+    (9, 2, 6, 6, 3, 2, True),      # small map, batch tail
+    (2, 3, 17, 23, 9, 6, True),
+]
+
+
+@pytest.mark.parametrize("n,c,h,w,k,d,with_bias", DILATED_CASES)
+def test_dilated_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, d, with_bias):
+    x = paddle.randn([n, c, h, w])
+    weight = paddle.randn([c, 1, k, k]) / k
+    bias = paddle.randn([c]) if with_bias else None
+    leaves = [x, weight] + ([bias] if with_bias else [])
+    for t in leaves:
+        t.stop_gradient = False
+    dy = paddle.randn([n, c, h, w])
+    y = ops.depthwise_conv2d_lk(x, weight, bias, dilation=d)
+    grads = paddle.grad([y], leaves, [dy])
+    y_ref = F.conv2d(x, weight, bias, padding=d * (k // 2), dilation=d, groups=c)
+    grads_ref = paddle.grad([y_ref], leaves, [dy])
+    assert y.shape == y_ref.shape
+    assert _rel(y, y_ref) < RTOL
+    for name, g, g_ref in zip(["x", "weight", "bias"], grads, grads_ref):
+        assert _rel(g, g_ref) < RTOL, f"grad of {name}"
+
+
+def test_dispatcher_runs_dilated_layers_through_the_op(op_module, count_op_calls):
+    """VAN's DW-D-Conv layer (7x7, dilation 3, padding 9) and a UniRepLKNet branch use the op."""
+    van = DepthwiseConv2D(6, 6, 7, padding=9, dilation=3, groups=6)
+    uni = DepthwiseConv2D(6, 6, 3, padding=5, dilation=5, groups=6, bias_attr=False)
+    x = paddle.randn([2, 6, 14, 14])
+    with ops.op_path("custom"):
+        y = uni(van(x))
+    with ops.op_path("native"):
+        y_ref = uni(van(x))
+    assert count_op_calls == [7, 3]
+    assert _rel(y, y_ref) < RTOL
+
+
 def test_op_weight_grad_accumulates_over_batch_and_second_backward_path(op_module):
     """Gradients flow through two uses of the op (accumulation in the weight grad)."""
     x = paddle.randn([2, 3, 9, 9])
@@ -127,9 +178,11 @@ def test_raw_op_validates_in_cpp(op_module):
     for weight, pattern in [(paddle.randn([4, 1, 4, 4]), "odd"), (paddle.randn([3, 1, 3, 3]), "channels"),
                             (paddle.randn([4, 1, 3, 5]), "square")]:
         with pytest.raises(Exception, match=pattern):
-            op_module.lk_dwconv2d(x, weight)
+            op_module.lk_dwconv2d(x, weight, 1)
     with pytest.raises(Exception, match="bias"):
-        op_module.lk_dwconv2d_bias(x, paddle.randn([4, 1, 3, 3]), paddle.randn([5]))
+        op_module.lk_dwconv2d_bias(x, paddle.randn([4, 1, 3, 3]), paddle.randn([5]), 1)
+    with pytest.raises(Exception, match="dilation"):
+        op_module.lk_dwconv2d(x, paddle.randn([4, 1, 3, 3]), 0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -137,14 +190,15 @@ def test_raw_op_validates_in_cpp(op_module):
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture
 def count_op_calls(monkeypatch):
+    """Kernel sizes of the op calls made (the dispatcher and depthwise_conv2d_lk both end in _call_op)."""
     calls = []
-    real = ops.depthwise_conv2d_lk
+    real = ops._call_op
 
-    def counting(x, weight, bias=None):
+    def counting(x, weight, bias, dilation):
         calls.append(weight.shape[2])
-        return real(x, weight, bias)
+        return real(x, weight, bias, dilation)
 
-    monkeypatch.setattr(ops, "depthwise_conv2d_lk", counting)
+    monkeypatch.setattr(ops, "_call_op", counting)
     return calls
 
 
@@ -153,7 +207,10 @@ def count_op_calls(monkeypatch):
     (dict(stride=[1, 1], padding=[3, 3], dilation=(1, 1)), True),
     (dict(stride=1, padding="same", dilation=1), True),
     (dict(stride=2, padding=3, dilation=1), False),
-    (dict(stride=1, padding=9, dilation=3), False),
+    (dict(stride=1, padding=9, dilation=3), True),       # VAN's DW-D-Conv: "same" with dilation
+    (dict(stride=1, padding="same", dilation=2), False),  # Paddle's "same" drops the dilation
+    (dict(stride=1, padding=4, dilation=2), False),      # not "same"
+    (dict(stride=1, padding=[3, 6], dilation=[1, 2]), False),  # anisotropic dilation
     (dict(stride=1, padding=2, dilation=1), False),
 ])
 def test_dispatcher_picks_op_only_when_it_fits(op_module, count_op_calls, kwargs, applicable):
@@ -163,6 +220,87 @@ def test_dispatcher_picks_op_only_when_it_fits(op_module, count_op_calls, kwargs
     y_ref = F.conv2d(x, weight, bias, groups=6, **kwargs)
     assert _rel(y, y_ref) < RTOL
     assert bool(count_op_calls) == applicable
+
+
+# ---------------------------------------------------------------------------------------------------
+# AMP: the dispatch decision per level (GPU decisions checked on CPU by passing the device / AMP state)
+# ---------------------------------------------------------------------------------------------------
+def _tensors(x_dtype="float32", w_dtype="float32", b_dtype=None, k=7):
+    x = paddle.randn([2, 4, 9, 9]).astype(x_dtype)
+    w = paddle.randn([4, 1, k, k]).astype(w_dtype)
+    b = paddle.randn([4]).astype(b_dtype) if b_dtype else None
+    return x, w, b
+
+
+@pytest.mark.parametrize("device,amp,dtypes,expected", [
+    # GPU, O1: compute in the autocast dtype, whatever mix of float32 / half the inputs are
+    ("gpu", ("O1", "float16"), ("float16", "float32", "float32"), ("custom", "float16", "float16")),
+    ("gpu", ("O1", "bfloat16"), ("float32", "float32", None), ("custom", "bfloat16", "bfloat16")),
+    ("gpu", ("OD", "float16"), ("float32", "float32", "float32"), ("custom", "float16", "float16")),
+    # GPU, O2: the parameters' dtype (decorated float16 weights; a layer kept in float32 stays float32)
+    ("gpu", ("O2", "float16"), ("float16", "float16", "float16"), ("custom", "float16", "float16")),
+    ("gpu", ("O2", "float16"), ("float16", "float32", "float32"), ("custom", "float32", "float32")),
+    ("gpu", ("O2", "bfloat16"), ("float32", "bfloat16", None), ("custom", "bfloat16", "bfloat16")),
+    # GPU, no AMP: the inputs' dtype; mixed dtypes are left to F.conv2d
+    ("gpu", ("O0", "float32"), ("float16", "float16", None), ("custom", "float16", "float16")),
+    ("gpu", ("O0", "float32"), ("float16", "float32", None), ("native", None, None)),
+    ("gpu", ("O1", "float16"), ("float64", "float64", None), ("native", None, None)),
+    # CPU: the kernel computes float32; a half-precision request runs in float32, result cast back
+    ("cpu", ("O0", "float32"), ("float32", "float32", "float32"), ("custom", "float32", "float32")),
+    ("cpu", ("O1", "bfloat16"), ("float32", "float32", None), ("custom", "float32", "bfloat16")),
+    ("cpu", ("O0", "float32"), ("bfloat16", "bfloat16", None), ("custom", "float32", "bfloat16")),
+    ("cpu", ("O2", "float16"), ("float16", "float16", "float16"), ("custom", "float32", "float16")),
+    ("cpu", ("O0", "float32"), ("float64", "float64", None), ("native", None, None)),
+])
+def test_dispatch_plan_per_amp_level(device, amp, dtypes, expected):
+    x, w, b = _tensors(*dtypes)
+    plan = ops.dispatch_plan(x, w, b, 1, 3, 1, mode="auto", device=device, amp=amp, has_cuda=True)
+    assert (plan.kernel, plan.compute_dtype, plan.out_dtype) == expected, plan.reason
+    assert plan.reason
+
+
+def test_dispatch_plan_native_cases_say_why():
+    x, w, _ = _tensors()
+    assert ops.dispatch_plan(x, w, mode="native").reason == "op path 'native'"
+    plan = ops.dispatch_plan(x, w, None, 2, 3, 1, mode="auto", device="gpu", amp=("O1", "float16"), has_cuda=True)
+    assert plan.kernel == "native" and "stride" in plan.reason
+    plan = ops.dispatch_plan(x, w, None, 1, 3, 1, mode="auto", device="gpu", amp=("O1", "float16"), has_cuda=False)
+    assert plan.kernel == "native" and "without CUDA" in plan.reason
+    plan = ops.dispatch_plan(x, w, None, 1, 9, 3, mode="auto", device="gpu", amp=("O2", "float16"), has_cuda=True)
+    assert (plan.kernel, plan.compute_dtype) == ("custom", "float32")  # dilated, float32 parameters
+
+
+def test_amp_on_cpu_changes_nothing(op_module, count_op_calls):
+    """Paddle's auto_cast has no effect on a CPU place (it warns): the op runs in float32 at every level."""
+    x, w, b = _tensors(b_dtype="float32")
+    for level in ("O1", "O2"):
+        with pytest.warns(UserWarning, match="CUDAPlace"), paddle.amp.auto_cast(level=level, dtype="bfloat16"):
+            assert ops.amp_state() == ("O0", "float32")
+            y = ops.depthwise_conv2d(x, w, b, 1, 3, 1)
+        assert y.dtype == paddle.float32
+    assert count_op_calls == [7, 7]
+
+
+def test_dispatcher_follows_the_amp_state_it_reads(op_module, count_op_calls, monkeypatch):
+    """The dispatcher acts on amp_state() (faked here to O1 bfloat16, as on a GPU): inputs and weight are
+    cast, the CPU op computes float32, the result and every gradient come back in the right dtype."""
+    monkeypatch.setattr(ops, "amp_state", lambda: ("O1", "bfloat16"))
+    x, w, b = _tensors(b_dtype="float32")
+    for t in (x, w, b):
+        t.stop_gradient = False
+    y = ops.depthwise_conv2d(x, w, b, 1, 3, 1)
+    assert count_op_calls == [7] and y.dtype == paddle.bfloat16
+    gx, gw, gb = paddle.grad([y.astype("float32").sum()], [x, w, b])
+    assert (gx.dtype, gw.dtype, gb.dtype) == (paddle.float32,) * 3
+    # The reference sees the same bfloat16-rounded inputs, computed in float32.
+    xr, wr, br = (t.astype("bfloat16").astype("float32") for t in (x, w, b))
+    for t in (xr, wr, br):
+        t.stop_gradient = False
+    ref = F.conv2d(xr, wr, br, padding=3, groups=4)
+    refs = paddle.grad([ref.sum()], [xr, wr, br])
+    assert max_rel_diff(ref.numpy(), y.astype("float32").numpy()) < 1e-2  # bfloat16 rounding
+    for g, r in zip((gx, gw, gb), refs):
+        assert max_rel_diff(r.numpy(), g.numpy()) < 1e-2
 
 
 def test_dispatcher_native_and_custom_paths(op_module, count_op_calls, monkeypatch):
@@ -294,6 +432,7 @@ def test_to_static_save_and_fresh_process_load(op_module, tmp_path):
     """to_static + jit.save with the op; a fresh process loads it via jit_load and a predictor."""
     paddle.seed(1)
     net = paddle.nn.Sequential(DepthwiseConv2D(6, 6, 13, padding=6, groups=6), paddle.nn.ReLU(),
+                               DepthwiseConv2D(6, 6, 5, padding=4, dilation=2, groups=6),  # the op's attribute
                                DepthwiseConv2D(6, 6, 3, stride=2, padding=1, groups=6))
     net.eval()
     x = paddle.randn([2, 6, 15, 15])
@@ -332,6 +471,46 @@ def test_to_static_save_and_fresh_process_load(op_module, tmp_path):
     assert [ln[0] for ln in lines] == ["op", "native"]
     for _, d1, d2 in lines:
         assert float(d1) < 1e-4 and float(d2) < 1e-4
+
+
+def test_default_onednn_predictor_on_a_program_with_the_op_is_exact_or_refuses(op_module, tmp_path):
+    """What a user meets: export with the op, load the op, then a *default* paddle.inference predictor
+    (oneDNN on, so the 1x1 convs feeding the op hand it oneDNN's blocked layouts). The outputs must match
+    dygraph, or the run must fail naming the op: never silently wrong (issue 11, item 8)."""
+    from paddle import inference
+
+    paddle.seed(3)
+    net = paddle.nn.Sequential(
+        paddle.nn.Conv2D(4, 16, 1), DepthwiseConv2D(16, 16, 13, padding=6, groups=16), paddle.nn.ReLU(),
+        paddle.nn.Conv2D(16, 16, 1), DepthwiseConv2D(16, 16, 7, padding=9, dilation=3, groups=16),
+        paddle.nn.BatchNorm2D(16), paddle.nn.Conv2D(16, 8, 3, stride=2, padding=1),
+        DepthwiseConv2D(8, 8, 5, padding=2, groups=8, bias_attr=False))
+    randomize_bn(net)
+    net.eval()
+    x = paddle.randn([2, 4, 20, 18])
+    prefix = str(tmp_path / "model")
+    with ops.op_path("auto"):  # as tools/export.py --with-custom-op
+        ref = net(x).numpy()
+        paddle.jit.save(net, prefix, input_spec=[paddle.static.InputSpec([None, 4, 20, 18], "float32", "x")])
+    assert ops._uses_op(prefix)
+    ops.load_op()
+    config = inference.Config(prefix + ".json", prefix + ".pdiparams")
+    config.disable_glog_info()
+    assert config.mkldnn_enabled(), "Paddle's default CPU config is expected to use oneDNN"
+    predictor = inference.create_predictor(config)
+    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(x.numpy())
+    try:
+        predictor.run()
+    except Exception as exc:  # refusing is acceptable, if it says why
+        assert "lk_dwconv2d" in str(exc), str(exc)[-2000:]
+        return
+    out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    assert max_rel_diff(ref, out) < RTOL
+    # paddle_lk's own factory keeps oneDNN on and agrees.
+    pred = ops.create_predictor(prefix)
+    pred.get_input_handle(pred.get_input_names()[0]).copy_from_cpu(x.numpy())
+    pred.run()
+    assert max_rel_diff(ref, pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()) < RTOL
 
 
 def test_jit_load_missing_model_is_a_clear_error(tmp_path):

@@ -73,7 +73,8 @@ def run_paddle_inference(directory: str, inputs: Any, prefix: str = MODEL_PREFIX
     config = pi.Config(model_file(directory, prefix), os.path.join(directory, prefix + ".pdiparams"))
     config.disable_gpu()
     config.disable_glog_info()
-    predictor = ops.create_predictor(config)  # registers the custom op first when the program uses it
+    # registers the custom op first when the program uses it (oneDNN stays on: the op reads its layouts)
+    predictor = ops.create_predictor(config)
     arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     names = predictor.get_input_names()
     if len(names) != len(arrays):

@@ -9,7 +9,8 @@ The path is chosen by ``PADDLE_LK_OP=auto|custom|native`` (default ``auto``) or,
 
 * ``auto``: use the op where it fits; if it cannot be built, warn once and use ``F.conv2d``.
 * ``custom``: the op must be buildable (else :class:`OpBuildError` saying why); calls that fit use it.
-  Calls it cannot express (stride 2 stems, dilation, ...) still use ``F.conv2d``, so whole models run.
+  Calls it cannot express (stride-2 stems, padding other than "same", ...) still use ``F.conv2d``, so
+  whole models run.
 * ``native``: always ``F.conv2d`` (portable for ONNX / Paddle Inference without the op library).
 
 The op library is JIT-built on first use (:func:`load_op`). A model saved with the op in it must be
@@ -20,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import paddle
 import paddle.nn.functional as F
@@ -31,13 +33,14 @@ from ._build import OpBuildError
 
 __all__ = ["depthwise_conv2d", "get_op_path", "set_op_path", "op_path", "depthwise_conv2d_lk",
            "is_available", "load_op", "jit_load", "create_predictor", "op_applicable", "OpBuildError",
-           "MIN_KERNEL", "MAX_KERNEL"]
+           "MIN_KERNEL", "MAX_KERNEL", "MAX_DILATION", "DispatchPlan", "dispatch_plan", "amp_state"]
 
 _VALID_PATHS = ("auto", "custom", "native")
 _path_override: Optional[str] = None
 
 MIN_KERNEL = 3    # the dispatcher leaves 1x1 depthwise convs to Paddle
 MAX_KERNEL = 63   # shared-memory tiles of the CUDA kernel are sized for this
+MAX_DILATION = 64
 _OP_TYPES = ("lk_dwconv2d", "lk_dwconv2d_bias")
 
 _op_module: Optional[ModuleType] = None
@@ -146,16 +149,27 @@ def _device_kind(x: paddle.Tensor) -> str:
     return "cpu" if dev == "cpu" else ("gpu" if dev.startswith("gpu") else "other")
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def _dtype_name(t: paddle.Tensor) -> str:
-    return str(t.dtype).replace("paddle.", "").replace("DataType.", "").lower()
+    # Memoized per dtype object: str() of a Paddle dtype costs microseconds, and the dispatcher asks
+    # several times per call.
+    dtype = t.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).replace("paddle.", "").replace("DataType.", "").lower()
+    return name
 
 
 def op_applicable(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor] = None,
                   stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Optional[str]:
-    """``None`` when the custom op can compute this depthwise conv, else the reason it cannot.
+    """``None`` when the custom op can compute this depthwise conv as given, else the reason it cannot.
 
-    Constraints: NCHW rank 4, ``groups == C`` with multiplier 1, square odd kernel in 3..63, stride 1,
-    dilation 1, padding ``k // 2``, float32 on CPU / float32 or float16 on a CUDA build, contiguous.
+    Constraints: NCHW rank 4, ``groups == C`` with multiplier 1, square odd kernel ``k`` in 3..63, stride 1,
+    square dilation ``d`` in 1..64 with "same" padding ``d * (k // 2)``, contiguous; all tensors float32 on
+    CPU, or all float32 / float16 / bfloat16 on a CUDA build. (The dispatcher may still use the op for
+    mixed dtypes under AMP, after casting: see :func:`dispatch_plan`.)
     """
     return (_layout_reason(x, weight, bias, stride, padding, dilation)
             or _type_reason(x, weight, bias))
@@ -180,16 +194,23 @@ def _layout_reason(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddl
         return f"kernel size must be odd, got {kh}"
     if not MIN_KERNEL <= kh <= MAX_KERNEL:
         return f"kernel size must be in {MIN_KERNEL}..{MAX_KERNEL}, got {kh}"
+    if _pair(stride) != (1, 1):
+        return f"stride must be 1, got {stride}"
+    dil = _pair(dilation)
+    if dil is None or dil[0] != dil[1]:
+        return f"dilation must be the same along H and W, got {dilation}"
+    d = dil[0]
+    if not 1 <= d <= MAX_DILATION:
+        return f"dilation must be in 1..{MAX_DILATION}, got {d}"
+    same = d * (kh // 2)
     if isinstance(padding, str):
         if padding.lower() != "same":
             return f"padding {padding!r} is not 'same'"
-        padding = kh // 2
-    if _pair(stride) != (1, 1):
-        return f"stride must be 1, got {stride}"
-    if _pair(dilation) != (1, 1):
-        return f"dilation must be 1, got {dilation}"
-    if _pair(padding) != (kh // 2, kh // 2):
-        return f"padding must be k // 2 = {kh // 2}, got {padding}"
+        if d != 1:  # Paddle's padding="same" resets dilation to 1: keep F.conv2d's exact meaning
+            return "padding='same' with dilation > 1: F.conv2d then ignores the dilation"
+        padding = same
+    if _pair(padding) != (same, same):
+        return f"padding must be dilation * (k // 2) = {same} (\"same\"), got {padding}"
     if bias is not None and (len(bias.shape) != 1 or bias.shape[0] != c):
         return f"bias must have shape [{c}], got {list(bias.shape)}"
     if _in_dynamic():
@@ -199,30 +220,41 @@ def _layout_reason(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddl
     return None
 
 
-def _type_reason(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor]) -> Optional[str]:
-    """Why the op's kernels cannot take these dtypes / this device, or None."""
-    dtypes = {_dtype_name(t) for t in (x, weight) + ((bias,) if bias is not None else ())}
-    kind = _device_kind(x)
+_DEVICE_DTYPES = {"cpu": ("float32",), "gpu": ("float32", "float16", "bfloat16")}
+
+
+def _dtype_reason(kind: str, dtypes: set, has_cuda: bool) -> Optional[str]:
+    """Why the op's kernels on ``kind`` cannot compute in ``dtypes`` (all tensors), or None."""
     if kind == "cpu":
         if dtypes != {"float32"}:
             return f"the CPU kernel supports float32 only, got {sorted(dtypes)}"
     elif kind == "gpu":
-        if not _op_has_cuda():
+        if not has_cuda:
             return "the op was built without CUDA kernels (Paddle without CUDA)"
-        if len(dtypes) != 1 or not dtypes <= {"float32", "float16"}:
-            return f"the CUDA kernel supports float32 or float16 (all tensors alike), got {sorted(dtypes)}"
+        if len(dtypes) != 1 or not dtypes <= set(_DEVICE_DTYPES["gpu"]):
+            return (f"the CUDA kernel supports float32, float16 or bfloat16 (all tensors alike), "
+                    f"got {sorted(dtypes)}")
     else:
         return "the op runs on CPU and CUDA devices only"
     return None
 
 
-def _check_call(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor]) -> None:
+def _type_reason(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor]) -> Optional[str]:
+    """Why the op's kernels cannot take these dtypes / this device, or None."""
+    dtypes = {_dtype_name(t) for t in (x, weight) + ((bias,) if bias is not None else ())}
+    kind = _device_kind(x)
+    return _dtype_reason(kind, dtypes, kind == "gpu" and _op_has_cuda())
+
+
+def _check_call(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor], dilation: Any) -> None:
     tensor_types = tuple(t for t in (paddle.Tensor, getattr(getattr(paddle, "pir", None), "Value", None)) if t)
     if not isinstance(x, tensor_types) or not isinstance(weight, tensor_types):
         raise TypeError(f"depthwise_conv2d_lk: x and weight must be paddle Tensors, got "
                         f"{type(x).__name__} and {type(weight).__name__}")
-    pad = weight.shape[2] // 2 if len(weight.shape) == 4 else 0
-    reason = _layout_reason(x, weight, bias, 1, pad, 1)
+    if not isinstance(dilation, int) or isinstance(dilation, bool):
+        raise TypeError(f"depthwise_conv2d_lk: dilation must be an int, got {dilation!r}")
+    pad = dilation * (weight.shape[2] // 2) if len(weight.shape) == 4 else 0
+    reason = _layout_reason(x, weight, bias, 1, pad, dilation)
     if reason:
         raise ValueError(f"depthwise_conv2d_lk: {reason}")
     reason = _type_reason(x, weight, bias)
@@ -230,25 +262,133 @@ def _check_call(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.T
         raise TypeError(f"depthwise_conv2d_lk: {reason}")
 
 
+def _call_op(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor], dilation: int) -> paddle.Tensor:
+    op = load_op()
+    if bias is None:
+        return op.lk_dwconv2d(x, weight, dilation)
+    return op.lk_dwconv2d_bias(x, weight, bias, dilation)
+
+
 @paddle.jit.not_to_static
-def depthwise_conv2d_lk(x: paddle.Tensor, weight: paddle.Tensor,
-                        bias: Optional[paddle.Tensor] = None) -> paddle.Tensor:
-    """The custom op: depthwise conv, stride 1, "same" padding ``k // 2``, NCHW.
+def depthwise_conv2d_lk(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor] = None,
+                        dilation: int = 1) -> paddle.Tensor:
+    """The custom op: depthwise conv, stride 1, "same" padding ``dilation * (k // 2)``, NCHW.
 
     Args:
-        x: ``[N, C, H, W]``, float32 (CPU) or float32/float16 (CUDA build), contiguous.
-        weight: ``[C, 1, k, k]`` with ``k`` odd in 3..63.
-        bias: optional ``[C]``.
+        x: ``[N, C, H, W]``, float32 (CPU) or float32/float16/bfloat16 (CUDA build), contiguous.
+        weight: ``[C, 1, k, k]`` with ``k`` odd in 3..63, same dtype as ``x``.
+        bias: optional ``[C]``, same dtype as ``x``.
+        dilation: spacing of the kernel taps in pixels, 1..64 (tap ``(i, j)`` of output ``(h, w)`` reads
+            ``x[h + dilation*(i - k//2), w + dilation*(j - k//2)]``, zero outside the map).
+
+    Returns:
+        ``[N, C, H, W]``, dtype of ``x``.
 
     Raises:
         TypeError / ValueError naming the problem for inputs the op cannot take;
         :class:`OpBuildError` when the op cannot be built here.
     """
-    _check_call(x, weight, bias)
-    op = load_op()
-    if bias is None:
-        return op.lk_dwconv2d(x, weight)
-    return op.lk_dwconv2d_bias(x, weight, bias)
+    _check_call(x, weight, bias, dilation)
+    return _call_op(x, weight, bias, dilation)
+
+
+# ---------------------------------------------------------------------------------------------------
+# AMP and the dispatch decision
+# ---------------------------------------------------------------------------------------------------
+def amp_state() -> Tuple[str, str]:
+    """``(level, dtype)`` of Paddle's auto-cast in the current context: level ``"O0"`` (off), ``"O1"``,
+    ``"O2"`` or ``"OD"``; dtype ``"float16"`` / ``"bfloat16"``. Dygraph reads the tracer, static graphs
+    (``to_static``, PIR) the program's AMP attributes. Note that Paddle 3.3's ``auto_cast`` does
+    nothing on a CPU place (it warns and stays O0)."""
+    from paddle.base import core, framework
+
+    if _in_dynamic():
+        tracer = framework._dygraph_tracer()
+        if tracer is None:
+            return "O0", "float32"
+        level, dtype = tracer._amp_level, tracer._amp_dtype
+    else:
+        attrs = core._get_amp_attrs()
+        level, dtype = attrs._amp_level, attrs._amp_dtype
+    name = str(level).rsplit(".", 1)[-1]
+    return (name, str(dtype)) if name != "O0" else ("O0", "float32")
+
+
+@dataclass(frozen=True)
+class DispatchPlan:
+    """What :func:`depthwise_conv2d` does with one call.
+
+    Attributes:
+        kernel: ``"custom"`` (the op) or ``"native"`` (``F.conv2d`` on the tensors as given, so Paddle's
+            own AMP rules apply to it).
+        compute_dtype: dtype the op computes in (x, weight and bias are cast to it first); None for native.
+        out_dtype: dtype of the result (the op's output is cast to it when it differs); None for native.
+        reason: why, in words.
+    """
+
+    kernel: str
+    compute_dtype: Optional[str]
+    out_dtype: Optional[str]
+    reason: str
+
+
+def _native(reason: str) -> DispatchPlan:
+    return DispatchPlan("native", None, None, reason)
+
+
+def dispatch_plan(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor] = None,
+                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, *, mode: Optional[str] = None,
+                  device: Optional[str] = None, amp: Optional[Tuple[str, str]] = None,
+                  has_cuda: Optional[bool] = None) -> DispatchPlan:
+    """The dispatcher's decision for one depthwise conv, as a pure function of its inputs.
+
+    ``mode``, ``device`` (``"cpu"``/``"gpu"``), ``amp`` (``(level, dtype)`` as :func:`amp_state`) and
+    ``has_cuda`` (the op was built with CUDA kernels) default to the current state; tests pass them to
+    check GPU / AMP decisions on a CPU machine. Whether the op library can be built is not part of the
+    plan (the dispatcher handles that: ``auto`` falls back to ``F.conv2d``, ``custom`` raises).
+
+    Rules, in order:
+
+    1. ``mode == "native"``, or shapes / stride / padding / dilation / contiguity the op cannot express:
+       native.
+    2. The compute dtype is what a white-listed Paddle conv would compute in: AMP O1 / OD -> the
+       autocast dtype (float16 / bfloat16) for float32 / float16 / bfloat16 inputs; AMP O2 -> the
+       weight's (parameters') dtype; no AMP -> the inputs' common dtype (mixed dtypes: native, as
+       without the op). float64 anywhere: native.
+    3. CUDA: the op computes in that dtype (float32, float16 or bfloat16); the result has that dtype.
+       CPU: the op computes float32 only. A float32 compute dtype runs as is; a float16 / bfloat16 one
+       (only reachable with half-precision tensors: Paddle's ``auto_cast`` has no effect on CPU) runs the
+       op in float32 and casts the result back, which is at least as accurate as a half-precision conv.
+    """
+    mode = mode or get_op_path()
+    if mode == "native":
+        return _native("op path 'native'")
+    reason = _layout_reason(x, weight, bias, stride, padding, dilation)
+    if reason:
+        return _native(reason)
+    kind = device or _device_kind(x)
+    level, amp_dtype = amp if amp is not None else amp_state()
+    dtypes = {_dtype_name(t) for t in (x, weight) + ((bias,) if bias is not None else ())}
+    halves = {"float16", "bfloat16"}
+    if "float64" in dtypes or not dtypes <= {"float32"} | halves:
+        return _native(f"dtypes {sorted(dtypes)}: the op computes float32 / float16 / bfloat16 only")
+    if level in ("O1", "OD"):
+        want, why = amp_dtype, f"AMP {level}: a white-listed conv computes in {amp_dtype}"
+    elif level == "O2":
+        want, why = _dtype_name(weight), f"AMP O2: the parameters' dtype {_dtype_name(weight)}"
+    elif len(dtypes) == 1:
+        want, why = next(iter(dtypes)), "no AMP: the inputs' dtype"
+    else:
+        return _native(f"mixed dtypes {sorted(dtypes)} without AMP: F.conv2d applies Paddle's rules")
+    if kind == "cpu" and want in halves:
+        return DispatchPlan("custom", "float32", want,
+                            f"{why}; the CPU kernel computes float32, the result is cast to {want}")
+    if has_cuda is None:
+        has_cuda = kind == "gpu" and _op_has_cuda()
+    reason = _dtype_reason(kind, {want}, has_cuda)
+    if reason:
+        return _native(reason)
+    return DispatchPlan("custom", want, want, why)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,6 +402,10 @@ def _warn_fallback_once() -> None:
                       RuntimeWarning, stacklevel=3)
 
 
+def _cast(t: Optional[paddle.Tensor], dtype: str) -> Optional[paddle.Tensor]:
+    return t if t is None or _dtype_name(t) == dtype else t.astype(dtype)
+
+
 # Dispatch is plain Python over static shape/dtype information: dy2static must call it as is (not
 # rewrite its control flow), so the path is fixed when a program is traced.
 @paddle.jit.not_to_static
@@ -269,18 +413,28 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[pad
                      stride=1, padding=0, dilation=1) -> paddle.Tensor:
     """Depthwise conv2d (``groups == channels``), NCHW: the custom op where it applies, else ``F.conv2d``.
 
-    Works in dygraph and under ``paddle.jit.to_static`` (the path is fixed when the program is traced).
+    ``x``: ``[N, C, H, W]``; ``weight``: ``[C, 1, kh, kw]``; ``bias``: ``[C]`` or None; ``stride``,
+    ``padding``, ``dilation`` as ``F.conv2d`` (pixels). The decision (and the dtype under AMP) is
+    :func:`dispatch_plan`'s. Works in dygraph and under ``paddle.jit.to_static`` (the path is fixed when
+    the program is traced). Raises :class:`OpBuildError` when the path is ``custom`` and the op cannot
+    be built, and ``ValueError`` for an invalid ``PADDLE_LK_OP``.
     """
     mode = get_op_path()
-    if mode != "native" and op_applicable(x, weight, bias, stride, padding, dilation) is None:
+    plan = dispatch_plan(x, weight, bias, stride, padding, dilation, mode=mode)
+    if plan.kernel == "custom":
         if mode == "custom":
             load_op()  # raises OpBuildError with the reason
-            return depthwise_conv2d_lk(x, weight, bias)
-        if is_available():
-            return depthwise_conv2d_lk(x, weight, bias)
-        _warn_fallback_once()
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                    groups=weight.shape[0])
+        elif not is_available():
+            _warn_fallback_once()
+            plan = None
+    if plan is None or plan.kernel == "native":
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=weight.shape[0])
+    dt = plan.compute_dtype
+    # dispatch_plan has validated the call: skip depthwise_conv2d_lk's second check (per-call Python
+    # overhead matters for the sub-millisecond convs of small maps).
+    y = _call_op(_cast(x, dt), _cast(weight, dt), _cast(bias, dt), _pair(dilation)[0])
+    return _cast(y, plan.out_dtype)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,13 +480,20 @@ def jit_load(path: str, **configs: Any) -> paddle.jit.TranslatedLayer:
 def create_predictor(model: Union[str, "paddle.inference.Config"], params_file: Optional[str] = None):
     """A ``paddle.inference`` predictor for a saved model, registering the custom op first if it is used.
 
-    Programs that use the op run with oneDNN off: oneDNN hands the op tensors in its blocked layouts
-    (measured: wrong outputs, max error ~5 on the quickstart model, exact with oneDNN off).
+    oneDNN stays as the config has it (on by default on CPU): tensors that oneDNN kernels hand to the op
+    in their blocked layouts are converted to NCHW inside the op (one reorder per input), so programs
+    with the op are exact with oneDNN on, and every other op keeps oneDNN's speed. A plain
+    ``paddle.inference.create_predictor`` works the same once the op is loaded (:func:`load_op`); this
+    function only makes sure it is.
 
     Args:
         model: the ``paddle.jit.save`` path prefix (``<prefix>.json``/``.pdmodel`` + ``.pdiparams``) or a
             ready ``paddle.inference.Config`` (then ``params_file`` is ignored).
         params_file: explicit parameters file (default ``<prefix>.pdiparams``).
+
+    Raises:
+        FileNotFoundError: no saved program at the prefix.
+        OpBuildError: the program uses the op and the op cannot be built / loaded here.
     """
     from paddle import inference
 
@@ -349,10 +510,6 @@ def create_predictor(model: Union[str, "paddle.inference.Config"], params_file: 
         config.disable_glog_info()
     if prefix and _model_files(prefix):
         _ensure_op_for(prefix)
-        uses_op = _uses_op(prefix)
-    else:  # a program given from memory: assume it may use the op
+    else:  # a program given from memory: it may use the op
         load_op()
-        uses_op = True
-    if uses_op:
-        config.disable_mkldnn()
     return inference.create_predictor(config)

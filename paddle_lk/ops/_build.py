@@ -22,7 +22,11 @@ import sys
 import tempfile
 from types import ModuleType
 from typing import Dict, Iterator, List
-from ..errors import OpBuildError  # noqa: F401 - defined in paddle_lk.errors
+try:
+    from ..errors import OpBuildError  # noqa: F401 - defined in paddle_lk.errors
+except ImportError:  # loaded as a lone file by custom_ops/setup.py, outside the package
+    class OpBuildError(RuntimeError):  # type: ignore[no-redef]
+        """The custom op cannot be built or loaded here; the message says why."""
 
 __all__ = ["OpBuildError", "CSRC_DIR", "OP_NAME", "INSTALLED_MODULE", "source_files", "build_config",
            "cache_root", "build_and_load"]

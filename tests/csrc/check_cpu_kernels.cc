@@ -1,7 +1,9 @@
 // Framework-free check of the CPU kernels in paddle_lk/ops/csrc/lk_dwconv_cpu.cc against a
 // double-precision direct convolution, over a grid of kernel sizes, map sizes and batch sizes that
 // crosses every path boundary (border skipping, column-block splits, the small-map matrix path and
-// its image-block tails, the weight-grad register blocks). Built and run by tests/test_cpu_kernels.py.
+// its image-block tails, the weight-grad register blocks), then dilations 2..7 ("same" padding
+// D*(K/2)), including maps smaller than the dilated kernel, then the channel-packed path's grid.
+// Built and run by tests/test_cpu_kernels.py.
 //
 //   check_cpu_kernels            exit 0 when every case is within tolerance, 1 otherwise
 #include <algorithm>
@@ -18,17 +20,17 @@ struct Errors {
   double y = 0, dx = 0, dw = 0, db = 0;
 };
 
-Errors check_case(int N, int C, int H, int W, int K, std::mt19937& rng) {
+Errors check_case(int N, int C, int H, int W, int K, int D, std::mt19937& rng) {
   std::uniform_real_distribution<float> U(-1.f, 1.f);
-  const int p = K / 2;
+  const int p = D * (K / 2);
   const size_t n = static_cast<size_t>(N) * C * H * W, nw = static_cast<size_t>(C) * K * K;
   std::vector<float> x(n), dy(n), w(nw), b(C), y(n), dx(n), dw(nw), db(C);
   for (auto* v : {&x, &dy, &w, &b}) {
     for (float& e : *v) e = U(rng);
   }
-  lk::dwconv2d_forward_cpu(x.data(), w.data(), b.data(), y.data(), N, C, H, W, K);
-  lk::dwconv2d_input_grad_cpu(dy.data(), w.data(), dx.data(), N, C, H, W, K);
-  lk::dwconv2d_weight_grad_cpu(x.data(), dy.data(), dw.data(), db.data(), N, C, H, W, K);
+  lk::dwconv2d_forward_cpu(x.data(), w.data(), b.data(), y.data(), N, C, H, W, K, D);
+  lk::dwconv2d_input_grad_cpu(dy.data(), w.data(), dx.data(), N, C, H, W, K, D);
+  lk::dwconv2d_weight_grad_cpu(x.data(), dy.data(), dw.data(), db.data(), N, C, H, W, K, D);
 
   std::vector<double> ry(n), rdx(n, 0.0), rdw(nw, 0.0), rdb(C, 0.0);
   for (int in = 0; in < N; ++in) {
@@ -40,10 +42,10 @@ Errors check_case(int N, int C, int H, int W, int K, std::mt19937& rng) {
           double acc = b[c];
           rdb[c] += dy[o];
           for (int i = 0; i < K; ++i) {
-            const int hh = h + i - p;
+            const int hh = h + D * i - p;
             if (hh < 0 || hh >= H) continue;
             for (int j = 0; j < K; ++j) {
-              const int qq = q + j - p;
+              const int qq = q + D * j - p;
               if (qq < 0 || qq >= W) continue;
               const size_t src = plane + static_cast<size_t>(hh) * W + qq;
               const double wt = w[(static_cast<size_t>(c) * K + i) * K + j];
@@ -70,11 +72,20 @@ Errors check_case(int N, int C, int H, int W, int K, std::mt19937& rng) {
   return e;
 }
 
+int report(const Errors& e, int N, int C, int H, int W, int K, int D) {
+  constexpr double kTol = 1e-5;
+  if (e.y > kTol || e.dx > kTol || e.dw > kTol || e.db > kTol) {
+    std::printf("MISMATCH N=%d C=%d H=%d W=%d K=%d D=%d: y %.3g dx %.3g dw %.3g db %.3g\n", N, C, H, W,
+                K, D, e.y, e.dx, e.dw, e.db);
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main() {
   std::mt19937 rng(2024);
-  constexpr double kTol = 1e-5;
   int cases = 0, bad = 0;
   for (int K : {1, 3, 5, 7, 9, 13, 17, 27, 31, 63}) {
     for (int H : {1, 3, 5, 7, 8, 14, 17, 33}) {
@@ -84,12 +95,39 @@ int main() {
           if (!small && N != 2) continue;           // batch tails matter for the small-map path
           if (H * W * K > 40000 && N != 2) continue;  // keep the double reference quick
           const int C = (K + H + W) % 2 ? 3 : 2;
-          const Errors e = check_case(N, C, H, W, K, rng);
+          bad += report(check_case(N, C, H, W, K, 1, rng), N, C, H, W, K, 1);
           ++cases;
-          if (e.y > kTol || e.dx > kTol || e.dw > kTol || e.db > kTol) {
-            ++bad;
-            std::printf("MISMATCH N=%d C=%d H=%d W=%d K=%d: y %.3g dx %.3g dw %.3g db %.3g\n", N, C,
-                        H, W, K, e.y, e.dx, e.dw, e.db);
+        }
+      }
+    }
+  }
+  // Dilation: kernels 3..13 (VAN's 7x7 d3, UniRepLKNet's branches), maps below, around and above the
+  // dilated extent D*(K-1)+1, odd/even, small-map sizes and direct-path sizes.
+  for (int D : {2, 3, 4, 5, 7}) {
+    for (int K : {3, 5, 7, 9, 13}) {
+      for (int H : {1, 2, 5, 7, 8, 14, 19}) {
+        for (int W : {1, 3, 7, 8, 9, 17, 28}) {
+          const int N = (H * W <= 64) ? (K + D) % 3 + 1 : 2;  // batch tails of the small-map path
+          const int C = (K + H + W + D) % 2 ? 3 : 2;
+          if (H * W * K * K > 200000) continue;
+          bad += report(check_case(N, C, H, W, K, D, rng), N, C, H, W, K, D);
+          ++cases;
+        }
+      }
+    }
+  }
+  // Channel-packed path (8 channels per vector): channel counts with and without a partial group of 8,
+  // widths that split into register blocks of 1..8, dilations, kernels up to 9 (the harness is also
+  // run with PADDLE_LK_OP_PACKED=1, which sends every case with C >= 8 there).
+  for (int C : {8, 13, 16}) {
+    for (int K : {1, 3, 5, 7, 9}) {
+      for (int D : {1, 2, 3, 5}) {
+        for (int H : {1, 4, 7, 14}) {
+          for (int W : {1, 5, 7, 9, 14, 17, 28, 33}) {
+            if ((C + K + D + H + W) % 3 != 0) continue;  // a third of the grid keeps it quick
+            const int N = (H + W) % 2 ? 3 : 1;
+            bad += report(check_case(N, C, H, W, K, D, rng), N, C, H, W, K, D);
+            ++cases;
           }
         }
       }
