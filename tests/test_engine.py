@@ -84,7 +84,7 @@ def test_shipped_configs_validate(path):
         build_transforms(cfg["DataLoader"][split]["dataset"]["transform_ops"], f"DataLoader.{split}")
     build_mixup(cfg["DataLoader"]["Train"]["dataset"].get("batch_transform_ops"), "b")
     # Arch keys are checked against the constructor without building the (large) model.
-    from paddle_lk.engine.builder import constructor_params
+    from paddle_lk.models import constructor_params
     from paddle_lk.registry import list_models
 
     if cfg["Arch"]["name"] in list_models():

@@ -20,7 +20,8 @@ RANKS: List[Tuple[str, int]] = [
     ("paddle_lk.checkpoint", 4),
     ("paddle_lk.models", 5),
     ("paddle_lk.utils", 6),
-    ("paddle_lk.convert", 7), ("paddle_lk.engine", 7), ("paddle_lk.integrations", 7), ("paddle_lk.analysis", 7),
+    ("paddle_lk.convert", 7), ("paddle_lk.integrations", 7), ("paddle_lk.analysis", 7),
+    ("paddle_lk.engine", 8),  # the product: its tasks use the toolkit integrations, never the reverse
     ("paddle_lk", 9),  # the package's own __init__: the public surface, imports everything
 ]
 

@@ -17,7 +17,8 @@ import pytest
 import paddle_lk
 from convert_helpers import to_torch_names
 from paddle_lk.convert import save_torch_checkpoint
-from paddle_lk.engine.builder import build_model, constructor_params
+from paddle_lk.engine.builder import build_model
+from paddle_lk.models import constructor_params
 from paddle_lk.engine.config import load_config
 from paddle_lk.engine.data import build_mixup
 from paddle_lk.engine.transforms import build_transforms

@@ -13,24 +13,16 @@ import paddle.nn.functional as F
 from ..checkpoint import load_checkpoint
 from ..errors import closest
 from ..layers.refconv import refocus
-from ..models import create_model
-from ..registry import get_family, list_models, model_cfg, model_entrypoint
+from ..models import constructor_params, create_model
+from ..registry import list_models
 from .config import ConfigError, list_of_single_key_dicts, unknown_key_error
 
-__all__ = ["build_model", "resolve_arch", "SoftTargetCrossEntropy", "build_loss", "model_kwargs", "constructor_params"]
+__all__ = ["build_model", "resolve_arch", "SoftTargetCrossEntropy", "build_loss", "model_kwargs"]
 
 logger = logging.getLogger("paddle_lk.engine")
 
 # Arch keys the engine consumes itself (everything else goes to the model constructor).
 _ENGINE_ARCH_KEYS = ("name", "pretrained", "refocus", "drop_head", "infer_add_softmax")
-
-
-def constructor_params(name: str) -> List[str]:
-    """Keyword arguments a registered model accepts: its constructor's and its family class's."""
-    params = [p for p in inspect.signature(model_entrypoint(name)).parameters if p not in ("kwargs", "pretrained")]
-    model_cls = get_family(model_cfg(name).family).model_cls
-    params += [p for p in inspect.signature(model_cls.__init__).parameters if p not in ("self", "kwargs")]
-    return sorted(set(params) | {"in_chans"})
 
 
 def _ppcls_backbone(name: str) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, DataError, ExportError, OpBuildError, PaddleLKError
 from .config import load_yaml
-from .logger import setup_logger
+from ..utils.log import setup_logger
 from .loop import NonFiniteLossError
 from .predictor import Predictor
 from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts, \

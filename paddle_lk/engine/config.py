@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..errors import ConfigError, DataError, closest
-from .overrides import apply_overrides as _apply
-from .overrides import parse_value, unknown_key_error
+from ..utils.overrides import apply_overrides as _apply
+from ..utils.overrides import parse_value, unknown_key_error
 
 __all__ = ["ConfigError", "DataError", "load_config", "apply_overrides", "validate_config", "parse_value",
            "unknown_key_error", "SCHEMA", "DEFAULTS", "get_path"]

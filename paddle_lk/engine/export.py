@@ -36,7 +36,7 @@ from ..layers.reparam import reparameterize
 from .builder import build_model
 from .config import list_of_single_key_dicts
 from .data import class_names_for
-from .logger import native_stderr_to_log
+from ..utils.log import native_stderr_to_log
 from .transforms import deploy_preprocess
 
 __all__ = ["export_program", "export_model", "on_cpu", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",

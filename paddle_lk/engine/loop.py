@@ -37,7 +37,7 @@ from ..io.atomic import atomic_path
 from .checkpoint import optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, \
     save_checkpoint
 from .ema import ModelEMA
-from .logger import ScalarWriter
+from ..utils.log import ScalarWriter
 from .runtime import Interrupted, check_interrupt, progress_enabled
 
 __all__ = ["TrainLoop", "LoopConfig", "NonFiniteLossError", "step_seed", "format_eta", "claim_output_dir",

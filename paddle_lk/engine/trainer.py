@@ -19,7 +19,7 @@ from .config import ConfigError
 from .data import build_loader, build_mixup, check_data_exists, class_names_for
 from .ema import ModelEMA
 from .export import export_model
-from .logger import setup_logger
+from ..utils.log import setup_logger
 from .loop import LoopConfig, NonFiniteLossError, TrainLoop, check_resume_record, claim_output_dir, \
     previous_run_files, write_resolved_config
 from .optim import build_lr_scheduler, build_optimizer

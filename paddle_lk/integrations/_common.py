@@ -8,8 +8,7 @@ import inspect
 import paddle
 import paddle.nn as nn
 
-from ..engine.builder import constructor_params
-from ..models import LKNetBase, create_model
+from ..models import LKNetBase, constructor_params, create_model
 from ..registry import PretrainedSpec, get_family, list_models, model_cfg
 
 __all__ = ["BACKBONE_NAMES", "LKBackbone", "backbone_names", "backbone_params"]

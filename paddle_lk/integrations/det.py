@@ -6,7 +6,7 @@ PaddleDetection configs loaded the way the one front end needs them.
   PaddleDetection workarounds of :mod:`.compat`; it runs when a PaddleDetection config is used (or
   explicitly, before PaddleDetection's own tools are used with paddle_lk).
 * :func:`load_det_config` is PaddleDetection's ``load_config`` (``_BASE_`` merged) plus ``-o``
-  overrides through :mod:`paddle_lk.engine.overrides`: values typed, a key a module or the runtime does
+  overrides through :mod:`paddle_lk.utils.overrides`: values typed, a key a module or the runtime does
   not have (``epoh``, ``RepLKNet31B.chanels``, ``TrainReader.batchsize``) is one error naming the key
   path and the nearest valid key.
 * :func:`train_reader` / :func:`eval_reader` give a dataset with its transforms and the batch
@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import paddle
 import paddle.nn as nn
 
-from ..engine.logger import ForwardHandler, prints_to_log
-from ..engine.overrides import apply_overrides, unknown_key_error
+from ..utils.log import ForwardHandler, prints_to_log
+from ..utils.overrides import apply_overrides, unknown_key_error
 from ..errors import ConfigError
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params

@@ -5,7 +5,7 @@ way the one front end needs them.
   ``type: UniRepLKNet_T`` ...) and installs the PaddleSeg workarounds of :mod:`.compat`; it runs when a
   PaddleSeg config is used (or explicitly, before PaddleSeg's own tools are used with paddle_lk).
 * :func:`load_config` reads a config with PaddleSeg's own parser (``_base_`` merged), applies ``-o``
-  overrides through :mod:`paddle_lk.engine.overrides` -- a typo anywhere (``batch_sise``,
+  overrides through :mod:`paddle_lk.utils.overrides` -- a typo anywhere (``batch_sise``,
   ``model.backbone.chanels``, ``type: RepLKNet31b``) is one error naming the key path and the nearest
   valid key -- and builds PaddleSeg's ``Config`` (its checker rules included) from that dict, without
   writing a temporary YAML.
@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import paddle
 
 from ..errors import ConfigError, closest
-from ..engine.logger import TOOLKIT_LOGGER
-from ..engine.overrides import apply_overrides, unknown_key_error
+from ..utils.log import TOOLKIT_LOGGER
+from ..utils.overrides import apply_overrides, unknown_key_error
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 

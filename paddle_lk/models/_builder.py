@@ -7,10 +7,11 @@ builds the family's model and loads ``pretrained`` through the one loader
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import paddle.nn as nn
 
@@ -18,7 +19,7 @@ from ..checkpoint import load_checkpoint
 from ..registry import PretrainedSpec, get_family, model_cfg, model_entrypoint
 from ._base import resolve_num_classes
 
-__all__ = ["create_model", "build_model_with_cfg", "load_pretrained"]
+__all__ = ["create_model", "build_model_with_cfg", "load_pretrained", "constructor_params"]
 
 logger = logging.getLogger("paddle_lk")
 
@@ -91,3 +92,11 @@ def load_pretrained(model: nn.Layer, pretrained: PretrainedSpec, variant: str) -
     path = os.fspath(pretrained)
     report = load_checkpoint(model, path)
     logger.info(f"{variant}: {report}")
+
+
+def constructor_params(name: str) -> List[str]:
+    """Keyword arguments a registered model accepts: its constructor's and its family class's."""
+    params = [p for p in inspect.signature(model_entrypoint(name)).parameters if p not in ("kwargs", "pretrained")]
+    model_cls = get_family(model_cfg(name).family).model_cls
+    params += [p for p in inspect.signature(model_cls.__init__).parameters if p not in ("self", "kwargs")]
+    return sorted(set(params) | {"in_chans"})

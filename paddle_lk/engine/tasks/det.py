@@ -30,7 +30,7 @@ from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..ema import ModelEMA
 from ..export import export_program, on_cpu
-from ..logger import prints_to_log, setup_logger
+from ...utils.log import prints_to_log, setup_logger
 from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, write_resolved_config
 from ..trainer import dist_info
 from .base import Task, check_resume_arg, require_weights

@@ -28,7 +28,7 @@ from ...io.atomic import atomic_path
 from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..export import export_program, on_cpu
-from ..logger import setup_logger
+from ...utils.log import setup_logger
 from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, write_resolved_config
 from ..trainer import dist_info, setup_device
 from .base import Task, check_resume_arg, require_weights
