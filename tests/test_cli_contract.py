@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -250,3 +251,33 @@ def test_export_is_the_reparameterized_model_verified_in_paddle_inference(kind, 
     program = _numel(paddle.jit.load(str(prefix)).state_dict().values())
     assert program <= deploy_numel  # every small-kernel branch and branch BN merged away
     assert paddle.get_device() == "cpu"
+
+
+def test_iteration_based_runs_save_and_evaluate_at_every_interval(tmp_path, capsys):
+    """PaddleSeg's iters / save_interval: iter_<n> checkpoints and an evaluation at every interval, whether or
+    not it ends an epoch (here 1 batch per epoch, so every one does)."""
+    cfg, ov = _setup("seg", tmp_path, iters=8)
+    out = tmp_path / "run"
+    assert main("train", ["-c", cfg, *_o(ov + ["save_interval=3", "keep_checkpoint_max=2"]), "--output", str(out),
+                          "--eval"]) == 0
+    err = capsys.readouterr().err
+    assert [int(n) for n in re.findall(r"iter (\d+) eval:", err)] == [3, 6, 8]
+    assert sorted(p.name for p in out.glob("iter_*.pdckpt")) == ["iter_6.pdckpt", "iter_8.pdckpt"]
+    assert not list(out.glob("epoch_*.pdckpt"))
+
+
+def test_refused_commands_write_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = str(ROOT / "configs" / "quickstart.yaml")
+    for mode in ("eval", "infer", "export"):
+        assert main(mode, ["-c", cfg]) == 2
+        assert "-w random" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no data prepared, no log file, no output dir
+
+
+def test_train_output_also_holds_the_export_after_training(tmp_path, capsys):
+    cfg, ov = _setup("cls", tmp_path, epochs=1)
+    out = tmp_path / "elsewhere"
+    assert main("train", ["-c", cfg, "-o", "Global.export_after_train=true", "--output", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["export"] == str(out / "inference")
+    assert (out / "inference" / "inference.yml").is_file()

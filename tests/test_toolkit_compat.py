@@ -70,12 +70,14 @@ def test_version_guards():
 
 
 def test_installed_shims_are_those_whose_guard_holds():
-    toolkit_shims = {n for n, s in compat.SHIMS.items() if s.toolkit in ("ppdet", "paddleseg")}
+    import paddle_lk.integrations.ppcls  # noqa: F401 -- installs the PaddleClas shim (seg/det: at import above)
+
+    toolkit_shims = {n for n, s in compat.SHIMS.items() if s.toolkit in ("ppdet", "paddleseg", "paddleclas")}
     assert set(compat.installed()) == {n for n in toolkit_shims if compat.SHIMS[n].applies()}
     # Installing again changes nothing; every replacement keeps its upstream original.
     before = dict(compat._ORIGINALS)
-    compat.install("ppdet")
-    compat.install("paddleseg")
+    for toolkit in ("ppdet", "paddleseg", "paddleclas"):
+        compat.install(toolkit)
     assert compat._ORIGINALS == before
     for (owner, attr), upstream in before.items():
         current = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)

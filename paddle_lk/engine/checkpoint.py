@@ -5,7 +5,7 @@ A checkpoint (``*.pdckpt``) holds ``model``, ``optimizer`` (with its LR schedule
 config). RNG state needs no storage: every step reseeds from (seed, epoch, batch) (see
 :mod:`paddle_lk.engine.trainer`). ``output_dir`` layout::
 
-    epoch_<n>.pdckpt   latest.pdckpt   best.pdckpt   best_model.pdparams (weights of the best eval)
+    epoch_<n>.pdckpt (iter_<n>: iteration-based runs)   latest.pdckpt   best.pdckpt   best_model.pdparams (weights of the best eval)
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import paddle
 from ..checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST
 from ..io.atomic import atomic_save
 
-__all__ = ["save_checkpoint", "load_checkpoint_file", "resolve_resume", "prune_epochs",
+__all__ = ["save_checkpoint", "load_checkpoint_file", "resolve_resume", "prune_numbered",
            "CKPT_EXT", "LATEST", "BEST", "BEST_WEIGHTS", "optimizer_state_to_structured",
            "optimizer_state_from_structured"]
 
@@ -58,17 +58,19 @@ def resolve_resume(path: Optional[str], output_dir: str) -> Optional[str]:
     return path
 
 
-def prune_epochs(output_dir: str, keep: int) -> None:
-    """Delete all but the newest ``keep`` ``epoch_<n>`` checkpoints (``keep <= 0`` keeps all)."""
+def prune_numbered(output_dir: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` numbered checkpoints, ``epoch_<n>`` (epoch-based runs) or
+    ``iter_<n>`` (iteration-based runs) (``keep <= 0`` keeps all)."""
     if keep <= 0:
         return
-    found = []
-    for path in glob.glob(os.path.join(output_dir, f"epoch_*{CKPT_EXT}")):
-        m = re.search(rf"epoch_(\d+){re.escape(CKPT_EXT)}$", path)
-        if m:
-            found.append((int(m.group(1)), path))
-    for _, path in sorted(found)[:-keep]:
-        os.remove(path)
+    for prefix in ("epoch", "iter"):
+        found = []
+        for path in glob.glob(os.path.join(output_dir, f"{prefix}_*{CKPT_EXT}")):
+            m = re.search(rf"{prefix}_(\d+){re.escape(CKPT_EXT)}$", path)
+            if m:
+                found.append((int(m.group(1)), path))
+        for _, path in sorted(found)[:-keep]:
+            os.remove(path)
 
 
 def _rename_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:

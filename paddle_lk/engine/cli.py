@@ -99,11 +99,14 @@ def detect_kind(raw: Dict[str, Any]) -> str:
 
 
 def _print_data(args: argparse.Namespace, data: Any, human: Optional[List[str]] = None) -> None:
-    if args.json or human is None:
-        print(json.dumps(data), flush=True)
-    else:
-        for line in human:
-            print(line, flush=True)
+    try:
+        if args.json or human is None:
+            print(json.dumps(data), flush=True)
+        else:
+            for line in human:
+                print(line, flush=True)
+    except BrokenPipeError:  # `tools/infer.py ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _configure_logging() -> None:

@@ -216,10 +216,12 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
                    bn_params_left=bn_params_left(deploy))
     summary["reparam_max_rel_diff"] = max(_compare("re-parameterized model", run(deploy, s), r)
                                           for s, r in zip(samples, refs))
+    created = not os.path.isdir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(out_dir, ".export.*")):  # left by a killed export
         shutil.rmtree(stale, ignore_errors=True)
     tmp = tempfile.mkdtemp(prefix=".export.", dir=out_dir)
+    published = False
     try:
         with ops.op_path("auto" if with_custom_op else "native"), (trace_context or contextlib.nullcontext)():
             try:
@@ -245,8 +247,11 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
             os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
             files.append(os.path.join(out_dir, name))
         summary["files"] = files
+        published = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not published and created and not os.listdir(out_dir):  # a failed export leaves nothing behind
+            os.rmdir(out_dir)
     with atomic_path(os.path.join(out_dir, "export_info.json")) as path:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2, default=str)

@@ -34,7 +34,7 @@ import yaml
 from ..checkpoint import BEST, BEST_WEIGHTS, CKPT_EXT, LATEST
 from ..errors import ConfigError, PaddleLKError
 from ..io.atomic import atomic_path
-from .checkpoint import optimizer_state_from_structured, optimizer_state_to_structured, prune_epochs, \
+from .checkpoint import optimizer_state_from_structured, optimizer_state_to_structured, prune_numbered, \
     save_checkpoint
 from .ema import ModelEMA
 from ..utils.log import ScalarWriter
@@ -124,7 +124,7 @@ class LoopConfig:
 
     ``epochs`` passes of ``steps_per_epoch`` batches (``max_updates`` stops earlier: PaddleSeg's
     ``iters``); saves at the end of every ``save_epochs``-th epoch and/or every ``save_updates``
-    updates, evaluates every ``eval_epochs``-th epoch and/or every ``eval_updates`` updates (and at
+    updates (``latest``; iteration-based runs also a numbered ``iter_<n>``), evaluates every ``eval_epochs``-th epoch and/or every ``eval_updates`` updates (and at
     the end); keeps the newest ``keep_checkpoint_max`` numbered checkpoints.
     """
 
@@ -268,12 +268,12 @@ class TrainLoop:
                 if self.world_size > 1:
                     self._average_buffers()
                 is_last = epoch + 1 == c.epochs or self._done()
-                if self.evaluate is not None and ((c.eval_epochs and (epoch + 1) % c.eval_epochs == 0) or is_last):
+                if self.evaluate is not None and ((c.eval_epochs and (epoch + 1) % c.eval_epochs == 0) or is_last
+                                                  or self._at_interval(c.eval_updates)):
                     last_eval = self._eval_and_track(epoch + 1, 0, vdl)
-                if (c.save_epochs and (epoch + 1) % c.save_epochs == 0) or is_last:
-                    self.save(f"epoch_{epoch + 1}{CKPT_EXT}", epoch + 1, 0)
-                    if self.rank == 0:
-                        prune_epochs(c.output_dir, c.keep_checkpoint_max)
+                if (c.save_epochs and (epoch + 1) % c.save_epochs == 0) or is_last \
+                        or (c.max_updates and self._at_interval(c.save_updates)):
+                    self._save_numbered(epoch + 1, 0)
                 self.save(LATEST, epoch + 1, 0)
                 self._resume_point = (epoch + 1, 0)
                 self._barrier()
@@ -292,6 +292,17 @@ class TrainLoop:
         return {"output_dir": c.output_dir, "loss": self.last_loss, "eval": last_eval, "best": self.best,
                 "updates": self.updates,
                 "train_seconds": time.time() - self._t_start, "latest": os.path.join(c.output_dir, LATEST)}
+
+    def _at_interval(self, every: int) -> bool:
+        return bool(every) and self.updates % every == 0
+
+    def _save_numbered(self, epoch: int, batch: int) -> None:
+        """``epoch_<n>`` after an epoch; ``iter_<n>`` in iteration-based runs (PaddleSeg's ``iters``), where a
+        save interval need not end an epoch. Keeps the newest ``keep_checkpoint_max``."""
+        name = f"iter_{self.updates}{CKPT_EXT}" if self.cfg.max_updates else f"epoch_{epoch}{CKPT_EXT}"
+        self.save(name, epoch, batch)
+        if self.rank == 0:
+            prune_numbered(self.cfg.output_dir, self.cfg.keep_checkpoint_max)
 
     def _barrier(self) -> None:
         if self.world_size > 1:
@@ -351,10 +362,11 @@ class TrainLoop:
                 if self.ema is not None:
                     self.ema.update(self.net)
                 self._resume_point = (epoch, batch + 1)  # a consistent point: the update is complete
-                if c.save_updates and self.updates % c.save_updates == 0 and batch + 1 < steps:
+                if self._at_interval(c.save_updates) and batch + 1 < steps:
+                    if c.max_updates:  # iteration-based: a numbered checkpoint per save interval
+                        self._save_numbered(epoch, batch + 1)
                     self.save(LATEST, epoch, batch + 1)
-                if self.evaluate is not None and c.eval_updates and self.updates % c.eval_updates == 0 \
-                        and batch + 1 < steps:
+                if self.evaluate is not None and self._at_interval(c.eval_updates) and batch + 1 < steps:
                     last_eval = self._eval_and_track(epoch, batch + 1, vdl)
                     model.train()
                 check_interrupt()
@@ -388,7 +400,8 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ evaluation
     def _eval_and_track(self, epoch: int, batch: int, vdl: ScalarWriter) -> Dict[str, float]:
-        where = f"epoch {epoch}" + (f" update {self.updates}" if batch else "")
+        where = f"iter {self.updates}" if self.cfg.max_updates else f"epoch {epoch}" + (
+            f" update {self.updates}" if batch else "")
         result = self.evaluate(self.net)
         self._check_finite(result, where, "model")
         for k, v in result.items():

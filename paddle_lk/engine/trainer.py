@@ -123,7 +123,7 @@ class Trainer:
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_parallel_env()
         self.output_dir = self.g["output_dir"]
-        self.log = setup_logger(self.output_dir, self.rank)
+        self.log = setup_logger(None, self.rank)  # console only: train() adds its log file once the dir is claimed
         amp = cfg["AMP"]
         self.amp_enabled = bool(amp["use_amp"]) and self.device == "gpu"
         if amp["use_amp"] and not self.amp_enabled:
@@ -163,8 +163,10 @@ class Trainer:
         self.log.info(f"initialised from {report.source}: {report}")
 
     # ------------------------------------------------------------------ train
-    def train(self, resume: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
-        """Run ``Global.epochs`` epochs (continuing from ``resume`` / ``Global.checkpoints`` if given).
+    def train(self, resume: Optional[str] = None, overwrite: bool = False,
+              output_setting: str = "Global.output_dir") -> Dict[str, Any]:
+        """Run ``Global.epochs`` epochs (continuing from ``resume`` / ``Global.checkpoints`` if given);
+        ``output_setting`` is how the user set the output dir (named in errors).
 
         A fresh run refuses an ``output_dir`` that holds another run's checkpoints unless ``overwrite``
         (then those files are removed first); resuming checks the checkpoint's recorded ``Arch`` against
@@ -188,8 +190,8 @@ class Trainer:
             resume_state = load_checkpoint_file(resume_path)
             check_resume_compatible(resume_path, resume_state, cfg)
         elif self.rank == 0 and previous_run_files(self.output_dir):
-            claim_output_dir(self.output_dir, overwrite, "Global.output_dir")
-            self.log = setup_logger(self.output_dir, self.rank)  # a fresh train.log
+            claim_output_dir(self.output_dir, overwrite, output_setting)
+        self.log = setup_logger(self.output_dir, self.rank)
         self._barrier()
         if self.rank == 0:
             write_resolved_config(self.output_dir, cfg)

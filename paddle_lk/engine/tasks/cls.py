@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any, Dict, List, Optional
 
 from ..builder import resolve_arch
@@ -24,8 +25,9 @@ class ClassificationTask(Task):
     def _config(self, args: argparse.Namespace, overrides: List[str], train: bool = False) -> Dict[str, Any]:
         extra = []
         if train:  # the training flags, as the config's own settings
-            if args.output:
-                extra.append(f"Global.output_dir={args.output}")
+            if args.output:  # the run, and the deploy model exported after it, go there
+                extra += [f"Global.output_dir={args.output}",
+                          f"Global.save_inference_dir={os.path.join(args.output, 'inference')}"]
             if args.eval is not None:
                 extra.append(f"Global.eval_during_train={args.eval}")
             if args.weights:  # fine-tuning init
@@ -46,20 +48,23 @@ class ClassificationTask(Task):
         cfg = self._config(args, overrides, train=True)
         prepare_bundled_data(cfg)
         resume = cfg["Global"]["output_dir"] if args.resume == "" else args.resume
-        summary = Trainer(cfg).train(resume=resume, overwrite=args.overwrite)
+        summary = Trainer(cfg).train(resume=resume, overwrite=args.overwrite,
+                                     output_setting="--output" if args.output else "Global.output_dir")
         if summary.get("export"):
             summary["export"] = summary["export"]["out_dir"]
         return summary
 
     def evaluate(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg = self._config(args, overrides)
+        weights = self._weights(cfg, args)  # before anything is written
         prepare_bundled_data(cfg)
-        return Trainer(cfg).evaluate(self._weights(cfg, args), use_ema=args.ema)
+        return Trainer(cfg).evaluate(weights, use_ema=args.ema)
 
     def infer(self, args: argparse.Namespace, overrides: List[str]) -> List[Dict[str, Any]]:
         cfg = self._config(args, overrides)
+        weights = self._weights(cfg, args)
         prepare_bundled_data(cfg)
-        return predict(cfg, self._weights(cfg, args), args.input, args.topk, use_ema=args.ema)
+        return predict(cfg, weights, args.input, args.topk, use_ema=args.ema)
 
     def export(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg = self._config(args, overrides)

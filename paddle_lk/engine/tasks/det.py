@@ -229,7 +229,10 @@ class DetectionTask(Task):
 
     def evaluate(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg, model = self._model(args, overrides)
-        output_eval = os.path.join(cfg.get("save_dir", "output"), cfg.filename, "eval")
+        # the detections (bbox.json) go next to the weights of a run dir, else to the config's output dir
+        run_dir = args.weights if args.weights and os.path.isdir(args.weights) else \
+            os.path.join(cfg.get("save_dir", "output"), cfg.filename)
+        output_eval = os.path.join(run_dir, "eval")
         return evaluate_model(model, cfg, output_eval, int(cfg.get("worker_num", 0)))
 
     def infer(self, args: argparse.Namespace, overrides: List[str]) -> List[Dict[str, Any]]:
