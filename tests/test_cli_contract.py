@@ -281,3 +281,15 @@ def test_train_output_also_holds_the_export_after_training(tmp_path, capsys):
     assert main("train", ["-c", cfg, "-o", "Global.export_after_train=true", "--output", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["export"] == str(out / "inference")
     assert (out / "inference" / "inference.yml").is_file()
+
+
+@pytest.mark.parametrize("kind,workers", [("seg", 0), ("seg", 2), ("det", 0), ("det", 2)])
+def test_a_corrupt_image_is_one_error_naming_the_file(kind, workers, tmp_path, capsys):
+    cfg, ov = _setup(kind, tmp_path)
+    images = sorted((tmp_path / "ADEChallengeData2016" / "images" / "training").glob("*.jpg")) if kind == "seg" \
+        else sorted((tmp_path / "coco" / "train2017").glob("*.jpg"))
+    images[0].write_bytes(b"not an image")
+    setting = "num_workers" if kind == "seg" else "worker_num"
+    code = main("train", ["-c", cfg, *_o(ov + [f"{setting}={workers}"]), "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: ") and images[0].name in err, err

@@ -25,7 +25,7 @@ import os
 import random
 import shutil
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import paddle
@@ -244,15 +244,17 @@ class SampleSource(paddle.io.Dataset):
     becomes an error sample (see the module docstring). Other attributes are the wrapped dataset's.
     """
 
-    def __init__(self, dataset: Any, seed: int = 0) -> None:
+    def __init__(self, dataset: Any, seed: int = 0, describe: Optional[Callable[[int], str]] = None) -> None:
         super().__init__()
         self.dataset, self.seed = dataset, seed
+        # which file sample i is, for error messages (the dataset's own describe() otherwise)
+        self.describe = describe or getattr(dataset, "describe", None)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "seed"):
+        if name in ("dataset", "seed", "describe"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -269,7 +271,12 @@ class SampleSource(paddle.io.Dataset):
         except DataError as exc:
             return _ErrorSample(str(exc))
         except Exception as exc:  # noqa: BLE001 - any loading failure must reach the main process
-            where = self.dataset.describe(index) if hasattr(self.dataset, "describe") else f"sample {index}"
+            where = f"sample {index}"
+            if self.describe is not None:
+                try:
+                    where = self.describe(index)
+                except Exception:  # noqa: BLE001 - the description must not hide the real error
+                    pass
             return _ErrorSample(f"{where}: cannot load ({type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})")
 
 
@@ -312,11 +319,13 @@ class SafeDataLoader:
         num_workers, use_shared_memory: as ``paddle.io.DataLoader``.
         collate_fn: the batch collation (default: Paddle's), made error-safe.
         seed: base of the per-sample seeds.
+        describe: ``describe(index) -> str`` names the file of a sample in error messages (toolkit datasets).
     """
 
     def __init__(self, dataset: Any, batch_sampler: Any, num_workers: int = 0, use_shared_memory: bool = True,
-                 collate_fn: Optional[Any] = None, seed: int = 0) -> None:
-        self.source = dataset if isinstance(dataset, SampleSource) else SampleSource(dataset, seed)
+                 collate_fn: Optional[Any] = None, seed: int = 0,
+                 describe: Optional[Callable[[int], str]] = None) -> None:
+        self.source = dataset if isinstance(dataset, SampleSource) else SampleSource(dataset, seed, describe)
         self.dataset = self.source.dataset
         self.batch_sampler = batch_sampler
         self.loader = paddle.io.DataLoader(self.source, batch_sampler=batch_sampler, num_workers=num_workers,

@@ -32,7 +32,7 @@ from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
 __all__ = ["register", "BACKBONES", "load_det_config", "create", "build_model", "check_dataset", "train_reader",
-           "evaluator", "check_num_classes", "class_names", "config_dict", "model_record", "ppdet_version", "RUNTIME_KEYS"]
+           "evaluator", "check_num_classes", "sample_file", "class_names", "config_dict", "model_record", "ppdet_version", "RUNTIME_KEYS"]
 
 BACKBONES: Dict[str, type] = {}
 
@@ -273,6 +273,11 @@ def evaluator(cfg: Any, model: nn.Layer, output_eval: str) -> Tuple[Any, Any, in
         del cfg["model"]
     check_num_classes(cfg, trainer.dataset, "EvalDataset")
     return trainer.dataset, trainer.loader._batch_transforms, int(cfg.EvalReader["batch_size"]), trainer._metrics
+
+
+def sample_file(dataset: Any, index: int) -> str:
+    """The image file of sample ``index`` of a PaddleDetection dataset, for error messages."""
+    return str(dataset.roidbs[index].get("im_file", f"sample {index}"))
 
 
 def ppdet_version() -> str:

@@ -29,7 +29,7 @@ from ..utils.overrides import apply_overrides, unknown_key_error
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
-__all__ = ["register", "BACKBONES", "load_config", "build_config", "builder", "build", "component_class", "run_setting",
+__all__ = ["register", "BACKBONES", "load_config", "build_config", "builder", "build", "sample_file", "component_class", "run_setting",
            "RUN_SETTINGS", "PADDLESEG_KEYS"]
 
 logger = logging.getLogger("paddle_lk.engine")
@@ -228,6 +228,12 @@ def build(seg_builder: Any, part: str) -> Any:
             raise
         raise ConfigError(f"{section}: PaddleSeg cannot build it from this config ({type(exc).__name__}: "
                           f"{str(exc).strip() or 'invalid value'})") from None
+
+
+def sample_file(dataset: Any, index: int) -> str:
+    """The image (and label) file of sample ``index`` of a PaddleSeg dataset, for error messages."""
+    image, label = (list(dataset.file_list[index]) + [None])[:2]
+    return f"{image} (label {label})" if label else str(image)
 
 
 def run_setting(cfg: Any, key: str) -> Any:

@@ -53,8 +53,9 @@ def evaluate_model(model: nn.Layer, cfg: Any, output_eval: str, num_workers: int
         if len(dataset) == 0:
             raise ConfigError("EvalDataset is empty")
         sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=False, drop_last=False)
-        setup.update(metrics=metrics, loader=SafeDataLoader(dataset, sampler, num_workers=num_workers,
-                                                            collate_fn=collate), images=len(dataset))
+        loader = SafeDataLoader(dataset, sampler, num_workers=num_workers, collate_fn=collate,
+                                describe=lambda i: ppdet.sample_file(dataset, i))
+        setup.update(metrics=metrics, loader=loader, images=len(dataset))
     metrics, loader = setup["metrics"], setup["loader"]
     was_training = model.training
     model.eval()
@@ -174,7 +175,8 @@ class DetectionTask(Task):
                               f"{batch_size} (drop_last)")
         workers = int(cfg.get("worker_num", 0))
         loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed, collate_fn=collate,
-                                use_shared_memory=bool(reader.use_shared_memory))
+                                use_shared_memory=bool(reader.use_shared_memory),
+                                describe=lambda i: ppdet.sample_file(dataset, i))
         scheduler = ppdet.create("LearningRate", steps)
         optimizer = ppdet.create("OptimizerBuilder", scheduler, model)
         use_amp = bool(cfg.get("amp", False)) and bool(cfg.use_gpu)

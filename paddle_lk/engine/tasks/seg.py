@@ -61,7 +61,8 @@ def evaluate_model(model: nn.Layer, cfg: Any, builder: Any, num_workers: int = 0
     keys = ("is_slide", "crop_size", "stride") + (("scales", "flip_horizontal", "flip_vertical") if aug else ())
     kwargs = {k: test_cfg[k] for k in keys if k in test_cfg}
     sampler = ResumableBatchSampler(len(dataset), 1, shuffle=False, drop_last=False)
-    loader = SafeDataLoader(dataset, sampler, num_workers=num_workers)
+    loader = SafeDataLoader(dataset, sampler, num_workers=num_workers,
+                            describe=lambda i: paddleseg.sample_file(dataset, i))
     n = int(dataset.num_classes)
     inter, pred_a, label_a = (np.zeros(n, np.int64) for _ in range(3))
     was_training = model.training
@@ -141,7 +142,8 @@ class SegmentationTask(Task):
         if steps == 0:
             raise ConfigError(f"train_dataset has {len(dataset)} samples, fewer than batch_size {batch_size}")
         workers = int(paddleseg.run_setting(cfg, "num_workers"))
-        loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed)
+        loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed,
+                                describe=lambda i: paddleseg.sample_file(dataset, i))
         from paddleseg.core.train import loss_computation
 
         def step(net: nn.Layer, data: Any, rng: np.random.RandomState):
