@@ -5,6 +5,8 @@ import warnings
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance",
                         category=UserWarning)
+# LinearWarmup.set_state_dict hands its own nested state to the base class, which warns about that key.
+warnings.filterwarnings("ignore", message="There are some unused values in state_dict", category=UserWarning)
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ from .convert.cli import main as convert_main
 from .engine.cli import MODES, main as engine_main, predict_main
 from .errors import closest
 from .registry import list_models, model_info
+from .utils.log import safe_print
 
 __all__ = ["main", "models_main"]
 
@@ -32,10 +33,16 @@ def models_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--family", default=None, help="replknet, van, unireplknet, ...")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = p.parse_args(list(argv or []))
+    families = sorted({model_info(n)["family"] for n in list_models()})
+    if args.family is not None and args.family not in families:
+        close = closest(args.family, families, n=1)
+        print(f"error: unknown family '{args.family}'" + (f"; did you mean '{close[0]}'?" if close else "")
+              + f" (families: {', '.join(families)})", file=sys.stderr)
+        return 2
     names = list_models(args.pattern, pretrained=args.pretrained, family=args.family)
     infos = [dict(model_info(n), name=n) for n in names]
     if args.json:
-        print(json.dumps(infos, default=list))
+        safe_print(json.dumps(infos, default=list))
         return 0
     rows = [("model", "family", "params (M)", "input", "top-1", "official weights")]
     for i in infos:
@@ -44,7 +51,7 @@ def models_main(argv: Optional[Sequence[str]] = None) -> int:
                      "x".join(map(str, i["input_size"][1:])), f"{i['top1']:.1f}" if i["top1"] else "-", weights))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
-        print("  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5])
+        safe_print("  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5])
     return 0
 
 

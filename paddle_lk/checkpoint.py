@@ -330,8 +330,10 @@ def match_state(mapped: ConvertedState, own: Mapping[str, Shape], label: str, st
         head_dropped = True
         for k in head_bad:
             skipped.append((mapped.origin[k], f"classifier dropped (checkpoint {list(shapes[k])}, model {list(own[k])})"))
-        log(f"{label}: the checkpoint's classifier ({shapes[head_bad[0]][-1]} classes) differs from the model's "
-            f"({own[head_bad[0]][-1]}): it is not loaded, the model keeps its own")
+        ours, theirs = list(own[head_bad[0]]), list(shapes[head_bad[0]])
+        what = (f"({theirs[-1]} classes) differs from the model's ({ours[-1]})" if theirs[-1] != ours[-1]
+                else f"({theirs}) does not fit the model's ({ours}: other feature widths)")
+        log(f"{label}: the checkpoint's classifier {what}: it is not loaded, the model keeps its own")
     head_missing = [k for k in heads_in_model if k not in shapes]
     if head_missing and len(head_missing) == len(heads_in_model) and not head_bad:
         log(f"{label}: the checkpoint has no classifier: the model keeps its own (randomly initialised)")

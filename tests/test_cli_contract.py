@@ -293,3 +293,78 @@ def test_a_corrupt_image_is_one_error_naming_the_file(kind, workers, tmp_path, c
     code = main("train", ["-c", cfg, *_o(ov + [f"{setting}={workers}"]), "--output", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("error: ") and images[0].name in err, err
+
+
+# --------------------------------------------------------------------------------------------
+# What a newcomer tried: every one is one error line, exit 2, nothing written
+
+def test_resume_across_tasks_is_refused_before_anything_is_built(tmp_path, capsys):
+    cls_cfg, cls_ov = _setup("cls", tmp_path / "c", epochs=1)
+    assert main("train", ["-c", cls_cfg, "--output", str(tmp_path / "cls")]) == 0
+    seg_cfg, seg_ov = _setup("seg", tmp_path / "s")
+    assert main("train", ["-c", seg_cfg, *_o(seg_ov), "--output", str(tmp_path / "seg")]) == 0
+    capsys.readouterr()
+    det_cfg, det_ov = _setup("det", tmp_path / "d")
+    cases = [(det_cfg, det_ov, tmp_path / "cls" / "latest.pdckpt", "classification"),
+             (seg_cfg, seg_ov, tmp_path / "cls" / "latest.pdckpt", "classification"),
+             (cls_cfg, [], tmp_path / "seg" / "latest.pdckpt", "segmentation")]
+    for cfg, ov, ckpt, other in cases:
+        out = tmp_path / f"new_{other}_{os.path.basename(cfg)}"
+        assert main("train", ["-c", cfg, *_o(ov), "--resume", str(ckpt), "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and other in err and "--resume" in err, err
+        assert not out.exists()
+
+
+def test_bad_run_settings_name_the_key(tmp_path, capsys):
+    for kind, bad, key in [("seg", "batch_size=0", "batch_size"), ("seg", "log_iters=0", "log_iters"),
+                           ("seg", "num_workers=-1", "num_workers"), ("seg", "iters=abc", "iters"),
+                           ("det", "TrainReader.batch_size=0", "TrainReader.batch_size"),
+                           ("det", "worker_num=-1", "worker_num"), ("det", "epoch=abc", "epoch"),
+                           ("cls", "Arch.channels=16", "Arch")]:
+        cfg, ov = _setup(kind, tmp_path / kind)
+        out = tmp_path / f"out_{key}"
+        assert main("train", ["-c", cfg, *_o(ov + [bad]), "--output", str(out)]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and key in err, (bad, err)
+        assert not out.exists(), bad  # a refused run leaves no config.yaml / train.log behind
+
+
+def test_flags_that_contradict_or_do_not_apply_are_refused(tmp_path, capsys):
+    cfg, _ = _setup("cls", tmp_path, epochs=1)
+    (tmp_path / "afile").write_text("x")
+    for mode, argv, says in [
+            ("train", ["--resume", "--overwrite"], "--overwrite"),
+            ("infer", ["-w", "random", "--threshold", "0.3"], "--threshold"),
+            ("infer", ["-w", "random", "--topk", "-1"], "--topk"),
+            ("train", ["--output", str(tmp_path / "afile")], "afile"),
+            ("export", ["-w", "random", "--onnx", "--opset", "99"], "--opset")]:
+        assert main(mode, ["-c", cfg, *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "error" in err and says in err, (argv, err)
+
+
+def test_re_export_replaces_every_file_of_the_previous_export(tmp_path, capsys):
+    cfg, _ = _setup("cls", tmp_path, epochs=1)
+    out = tmp_path / "exp"
+    assert main("export", ["-c", cfg, "-w", "random", "--onnx", "--output", str(out)]) == 0
+    assert (out / "inference.onnx").is_file()
+    assert main("export", ["-c", cfg, "-w", "random", "--output", str(out)]) == 0
+    assert not (out / "inference.onnx").exists()  # would be the previous model for --backend onnx
+    capsys.readouterr()
+    (out / "inference.pdiparams").write_bytes(b"truncated")
+    from paddle_lk.engine.cli import predict_main
+
+    assert predict_main(["-m", str(out), "-i", str(tmp_path / "data" / "val" / "0.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "cannot load the exported model" in err, err
+
+
+def test_console_output_survives_a_closed_pipe(tmp_path):
+    console = os.path.join(os.path.dirname(PY), "paddle_lk")
+    if not os.path.isfile(console):
+        pytest.skip("console script not installed")
+    err = tmp_path / "err.txt"
+    res = subprocess.run(f"{console} models 2>{err} | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                         executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.startswith("model") and "Traceback" not in err.read_text()

@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from ..utils.log import safe_print
 from .erf import run_erf
 
 __all__ = ["main"]
@@ -39,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         run_erf(args.models, args.output, weights=args.weights, size=args.size, num_images=args.num_images,
-                images_dir=args.images, seed=args.seed)
+                images_dir=args.images, seed=args.seed, log=safe_print)
     except (KeyError, ValueError, FileNotFoundError) as e:  # bad names, paths, weights or images
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"erf: error: {msg}", file=sys.stderr)
@@ -47,6 +48,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RuntimeError as e:  # every image gave a non-finite gradient
         print(f"erf: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {os.path.join(args.output, 'erf.png')}, erf_ratios.json, erf_ratios.csv")
+    safe_print(f"wrote {os.path.join(args.output, 'erf.png')}, erf_ratios.json, erf_ratios.csv")
     return 0
 

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from ..utils.log import safe_print
 from .api import convert_checkpoint
 
 __all__ = ["main"]
@@ -39,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ValueError("--dst must differ from --src")
         convert_checkpoint(args.src, args.dst, arch=args.arch, reparam=args.reparam, num_classes=args.num_classes,
                            verify=args.verify, keymap=args.keymap, allow_unknown=args.allow_unknown_globals,
-                           log=lambda msg: print(msg, flush=True))
+                           log=safe_print)
     except Exception as e:  # noqa: BLE001 - any failure is a one-line error and exit code 2
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         known = isinstance(e, (ValueError, KeyError, OSError))

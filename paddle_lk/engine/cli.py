@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, DataError, ExportError, OpBuildError, PaddleLKError
 from .config import load_yaml
-from ..utils.log import setup_logger
+from ..utils.log import safe_print, setup_logger
 from .loop import NonFiniteLossError
 from .predictor import Predictor
 from .runtime import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, handle_interrupts, \
@@ -33,6 +33,7 @@ __all__ = ["main", "predict_main", "detect_kind", "build_parser", "MODES"]
 
 MODES = ("train", "eval", "infer", "export")
 _METHODS = {"train": "train", "eval": "evaluate", "infer": "infer", "export": "export"}
+MAX_OPSET = 19  # the newest opset paddle2onnx 2.1 converts to
 
 _DESCRIPTIONS = {
     "train": "Train a model from a config (PaddleClas-style classification, PaddleSeg or PaddleDetection).",
@@ -40,6 +41,20 @@ _DESCRIPTIONS = {
     "infer": "Predict images: top-k classes, segmentation masks or detected boxes.",
     "export": "Re-parameterize, fold BN and export a deploy model (Paddle Inference, optionally ONNX), verified.",
 }
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a score in [0, 1], got {text}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,8 +91,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     if mode == "infer":
         p.add_argument("-i", "--input", nargs="+", default=None, metavar="PATH",
                        help="images, folders or image-list files (default: the config's)")
-        p.add_argument("--topk", type=int, default=None, help="classification: classes per image")
-        p.add_argument("--threshold", type=float, default=None, help="detection: minimum box score")
+        p.add_argument("--topk", type=_positive_int, default=None, help="classification: classes per image")
+        p.add_argument("--threshold", type=_probability, default=None, help="detection: minimum box score")
         p.add_argument("--output", default=None, help="segmentation/detection: folder for the drawn results")
     if mode == "export":
         p.add_argument("--output", default=None, help="output dir (default: the config's)")
@@ -99,14 +114,21 @@ def detect_kind(raw: Dict[str, Any]) -> str:
 
 
 def _print_data(args: argparse.Namespace, data: Any, human: Optional[List[str]] = None) -> None:
-    try:
-        if args.json or human is None:
-            print(json.dumps(data), flush=True)
-        else:
-            for line in human:
-                print(line, flush=True)
-    except BrokenPipeError:  # `tools/infer.py ... | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.json or human is None:
+        safe_print(json.dumps(data))
+    else:
+        for line in human:
+            safe_print(line)
+
+
+def _check_flags_for(kind: str, mode: str, args: argparse.Namespace) -> None:
+    """Flags that mean nothing for this kind of config, or contradict each other, are refused (not ignored)."""
+    if mode == "train" and args.resume is not None and args.overwrite:
+        raise ConfigError("--resume continues the run in the output dir, --overwrite removes it: pass one of them")
+    if mode == "infer" and args.topk is not None and kind != "cls":
+        raise ConfigError(f"--topk applies to classification configs, not to this {kind} config")
+    if mode == "infer" and args.threshold is not None and kind != "det":
+        raise ConfigError(f"--threshold applies to detection configs, not to this {kind} config")
 
 
 def _configure_logging() -> None:
@@ -147,10 +169,13 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
                      EXIT_USAGE)
     if mode == "export" and args.onnx and args.opset < 11:
         return _fail(f"--opset {args.opset}: the exported model needs opset 11 or newer", EXIT_USAGE)
+    if mode == "export" and args.onnx and args.opset > MAX_OPSET:
+        return _fail(f"--opset {args.opset}: paddle2onnx writes opsets 11 to {MAX_OPSET}", EXIT_USAGE)
     _configure_logging()
     with handle_interrupts():
         try:
             kind = detect_kind(load_yaml(args.config, any_tags=True))
+            _check_flags_for(kind, mode, args)
             task = get_task(kind)
             with stdout_to_stderr():  # stdout carries the result only, whatever the toolkits print
                 result = getattr(task, _METHODS[mode])(args, overrides)
@@ -162,6 +187,8 @@ def main(mode: str, argv: Optional[Sequence[str]] = None) -> int:
             return _fail(exc, EXIT_FAILED)
         except (PaddleLKError, FileNotFoundError, ValueError, KeyError) as exc:
             return _fail(_describe(exc), EXIT_USAGE)
+        except OSError as exc:  # an output path that is a file, a folder without permission ...
+            return _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc, EXIT_USAGE)
     _print_data(args, result, None if args.json else task.human(mode, result))
     return EXIT_OK
 
@@ -174,8 +201,9 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
                 "top-k classes with their names, segmentation masks or detected boxes.")
     p.add_argument("-m", "--model-dir", required=True, help="export directory")
     p.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH", help="images, folders or image lists")
-    p.add_argument("--topk", type=int, default=None, help="classification: classes per image (default: the export's)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--topk", type=_positive_int, default=None,
+                   help="classification: classes per image (default: the export's)")
+    p.add_argument("--threshold", type=_probability, default=None,
                    help="detection: minimum box score (default: the export's draw_threshold)")
     p.add_argument("--output", default=os.path.join("output", "predict"),
                    help="segmentation/detection: folder for the masks / drawn boxes, <image stem>.png "
@@ -183,7 +211,7 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--backend", choices=("paddle", "onnx"), default="paddle",
                    help="Paddle Inference (default) or ONNX Runtime (needs the export's .onnx)")
     p.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: the GPU when Paddle has one")
-    p.add_argument("--batch-size", type=int, default=None, help="classification: images per run")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="classification: images per run")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     try:
         args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -201,6 +229,8 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
             return _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
         except (ConfigError, DataError, FileNotFoundError, OpBuildError, ValueError) as exc:
             return _fail(exc, EXIT_USAGE)
+        except OSError as exc:
+            return _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else exc, EXIT_USAGE)
     human = []
     for r in results:
         name = r["file"] or "<array>"

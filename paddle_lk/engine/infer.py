@@ -11,6 +11,7 @@ from ..checkpoint import load_checkpoint
 from .builder import build_model
 from .config import ConfigError
 from .data import class_names_for, image_paths, read_sample
+from .runtime import check_interrupt
 from .transforms import build_transforms, to_chw_float
 
 __all__ = ["predict"]
@@ -47,6 +48,7 @@ def predict(cfg: Dict[str, Any], weights: Optional[str], source: Union[None, str
     bs = infer["batch_size"]
     with paddle.no_grad():
         for start in range(0, len(files), bs):
+            check_interrupt()
             chunk = files[start:start + bs]
             batch = np.stack([to_chw_float(read_sample(f, channels, transform), channels) for f in chunk])
             probs = F.softmax(model(paddle.to_tensor(batch)), axis=-1).numpy()

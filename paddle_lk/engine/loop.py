@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -41,6 +41,7 @@ from ..utils.log import ScalarWriter
 from .runtime import Interrupted, check_interrupt, progress_enabled
 
 __all__ = ["TrainLoop", "LoopConfig", "NonFiniteLossError", "step_seed", "format_eta", "claim_output_dir",
+           "cleanup_failed_start",
            "previous_run_files", "check_resume_record", "write_resolved_config"]
 
 
@@ -75,15 +76,22 @@ def claim_output_dir(output_dir: str, overwrite: bool, setting: str = "--output"
             os.remove(path)
 
 
+TASK_NAMES = {"cls": "classification", "seg": "segmentation (PaddleSeg)", "det": "detection (PaddleDetection)"}
+
+
 def check_resume_record(path: str, state: Dict[str, Any], recorded: Any, current: Any, what: str,
-                        weights_hint: str) -> None:
-    """A resume checkpoint must be a training checkpoint whose recorded model description (``recorded``,
-    e.g. the ``Arch`` section or PaddleSeg's ``model``) equals the config's (``current``): checked before
-    anything is built. Raises ConfigError (one line) naming what differs."""
+                        weights_hint: str, task: str) -> None:
+    """A resume checkpoint must be a training checkpoint of ``task`` (``cls``/``seg``/``det``) whose recorded
+    model description (``recorded``, e.g. the ``Arch`` section or PaddleSeg's ``model``) equals the config's
+    (``current``): checked before anything is built. Raises ConfigError (one line) naming what differs."""
     missing = [k for k in ("model", "optimizer", "meta") if k not in state]
     if missing:
         raise ConfigError(f"{path}: not a training checkpoint (no '{missing[0]}'); to start from its weights "
                           f"use {weights_hint}")
+    other = (state.get("meta") or {}).get("task")
+    if other != task:
+        raise ConfigError(f"{path}: a {TASK_NAMES.get(other, 'checkpoint of another kind of')} training checkpoint; "
+                          f"--resume needs one of this {TASK_NAMES[task]} config's own runs")
     if recorded is None or recorded == current:
         return
     if isinstance(recorded, dict) and isinstance(current, dict):
@@ -95,6 +103,27 @@ def check_resume_record(path: str, state: Dict[str, Any], recorded: Any, current
     raise ConfigError(f"{path}: --resume needs a checkpoint of this config's model, but it was trained with "
                       f"another {what} ({'; '.join(diff[:4])}); resume it with its own config, or start from its "
                       f"weights with {weights_hint}")
+
+
+@contextlib.contextmanager
+def cleanup_failed_start(output_dir: str) -> Iterator[None]:
+    """Around a run's start-up (after :func:`claim_output_dir`): if it fails on bad input before the first
+    checkpoint, remove what it wrote (``config.yaml``, ``train.log``, ``vdl/``; the dir if it made it) --
+    a refused run leaves nothing behind. A NaN stop or Ctrl-C keeps its log."""
+    existed = os.path.isdir(output_dir)
+    try:
+        yield
+    except PaddleLKError as exc:
+        if not isinstance(exc, NonFiniteLossError) and not os.path.exists(os.path.join(output_dir, LATEST)):
+            for name in ("config.yaml", "train.log", "vdl"):
+                path = os.path.join(output_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                elif os.path.exists(path):
+                    os.remove(path)
+            if not existed and os.path.isdir(output_dir) and not os.listdir(output_dir):
+                os.rmdir(output_dir)
+        raise
 
 
 def write_resolved_config(output_dir: str, cfg: Any) -> str:
@@ -280,8 +309,8 @@ class TrainLoop:
         except Interrupted:
             epoch, batch = self._resume_point
             path = self.save(LATEST, epoch, batch)
-            raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {batch}: saved {path}; continue with "
-                              f"--resume") from None
+            where = f"iter {self.updates}" if self.cfg.max_updates else f"epoch {epoch + 1}, batch {batch}"
+            raise Interrupted(f"interrupted at {where}: saved {path}; continue with --resume") from None
         finally:
             vdl.close()
         if self.world_size > 1:
@@ -308,10 +337,16 @@ class TrainLoop:
         if self.world_size > 1:
             dist.barrier()
 
+    def _where(self, epoch: int, batch: int) -> str:
+        """A position as the logs name it: ``iter n`` (iteration-based runs) or ``epoch e, batch b`` (1-based)."""
+        if self.cfg.max_updates:
+            return f"iter {self.updates + 1}"
+        return f"epoch {epoch + 1}, batch {batch + 1}"
+
     def _nonfinite(self, value: float, epoch: int, batch: int) -> NonFiniteLossError:
         latest = os.path.join(self.cfg.output_dir, LATEST)
         kept = latest if os.path.isfile(latest) else "none (none written yet)"
-        return NonFiniteLossError(f"loss is {value} at epoch {epoch + 1}, batch {batch} (update {self.updates}): "
+        return NonFiniteLossError(f"loss is {value} at {self._where(epoch, batch)} (after {self.updates} updates): "
                                   f"training stopped before the update; the last good checkpoint is {kept}. "
                                   f"Lower the learning rate or clip the gradients")
 

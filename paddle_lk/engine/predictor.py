@@ -38,8 +38,10 @@ from .. import ops
 from ..errors import ConfigError, DataError
 from ..integrations import det_infer
 from ..io.atomic import atomic_path
+from ..utils.log import native_stderr_to_log
 from .data import IMG_EXTENSIONS, image_paths, read_class_names
 from .export import CLS_DEPLOY_CONFIG, MODEL_PREFIX, model_file
+from .runtime import check_interrupt
 from .transforms import build_transforms, to_chw_float
 
 __all__ = ["Predictor", "DEPLOY_FILES"]
@@ -98,6 +100,14 @@ def _output_path(output_dir: Optional[str], item: ImageInput, index: int) -> Opt
 
 def _file_of(item: ImageInput) -> Optional[str]:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit images (PIL modes I;16 / I) scaled to 8 bits as OpenCV's imread does (>> 8), not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.uint32)
+        return Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8), mode="L")
+    return img
 
 
 class Predictor:
@@ -184,6 +194,8 @@ class Predictor:
         self.preprocess = build_transforms(self.deploy["PreProcess"]["transform_ops"], f"{deploy}: PreProcess")
         self.channels = int(self.deploy["Global"].get("image_channels", 3))
         post = self.deploy["PostProcess"]["Topk"]
+        if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+            raise ConfigError(f"topk must be a positive integer, got {topk!r}")
         self.topk = int(topk or post["topk"])
         names_file = post.get("class_id_map_file")
         if names_file and not os.path.isfile(names_file):  # the directory moved: the copy next to the model
@@ -250,15 +262,23 @@ class Predictor:
         self._program = program
         config = pi.Config(program, params)
         config.disable_glog_info()
-        use_gpu = (device == "gpu") or (device is None and paddle.device.is_compiled_with_cuda()
-                                        and paddle.device.cuda.device_count() > 0)
+        has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+        if device == "gpu" and not has_gpu:
+            raise ConfigError("device gpu: this Paddle has no CUDA GPU (install paddlepaddle-gpu, or use the CPU)")
+        use_gpu = device == "gpu" or (device is None and has_gpu)
         if use_gpu:
             config.enable_use_gpu(1000, 0)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(int(threads or os.cpu_count() or 1))
             config.enable_mkldnn()  # the fastest CPU path; ops.create_predictor turns it off for the custom op
-        predictor = ops.create_predictor(config)
+        try:
+            with native_stderr_to_log():  # Paddle Inference's pass notices: the log, not the console
+                predictor = ops.create_predictor(config)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or truncated program / parameter file
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise ConfigError(f"{self.model_dir}: cannot load the exported model ({os.path.basename(program)}, "
+                              f"{os.path.basename(params)}): {last}") from None
         names = list(predictor.get_input_names())
 
         def run(feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -283,7 +303,11 @@ class Predictor:
                               f"with --onnx for the onnx backend, or use the paddle backend")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a corrupt or truncated .onnx file
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise ConfigError(f"{path}: cannot load the ONNX model: {last}") from None
         names = [i.name for i in session.get_inputs()]
 
         def run(feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -299,12 +323,14 @@ class Predictor:
     # ------------------------------------------------------------------ inputs
     def _load(self, item: ImageInput) -> Any:
         if isinstance(item, np.ndarray):  # RGB HWC uint8, as PaddleClas's predictor takes arrays
+            if self.channels == 3:
+                return self._rgb(item)
             return item
         if isinstance(item, Image.Image):
-            return np.asarray(item.convert("RGB" if self.channels == 3 else "L"))
+            return np.asarray(_eight_bit(item).convert("RGB" if self.channels == 3 else "L"))
         try:
             with Image.open(item) as img:
-                return np.asarray(img.convert("RGB" if self.channels == 3 else "L"))
+                return np.asarray(_eight_bit(img).convert("RGB" if self.channels == 3 else "L"))
         except (OSError, ValueError) as exc:
             raise DataError(f"{item}: cannot read image ({exc})") from None
 
@@ -314,10 +340,10 @@ class Predictor:
         if isinstance(item, Image.Image):
             return np.asarray(item.convert("RGB"))
         arr = np.asarray(item)
-        if arr.ndim == 2:
+        if arr.ndim == 2:  # grayscale
             arr = np.repeat(arr[..., None], 3, axis=-1)
-        if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise DataError(f"image array of shape {arr.shape}: expected RGB [H, W, 3]")
+        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise DataError(f"image array of shape {arr.shape}: expected RGB [H, W, 3] (or grayscale [H, W])")
         return arr
 
     @staticmethod
@@ -330,8 +356,11 @@ class Predictor:
                 path = os.fspath(item)
                 out.extend(image_paths(path) if (os.path.isdir(path) or not path.lower().endswith(IMG_EXTENSIONS))
                            else [path])
-            else:
+            elif isinstance(item, (np.ndarray, Image.Image)):
                 out.append(item)
+            else:
+                raise DataError(f"cannot predict on a {type(item).__name__}: give image paths, folders, image-list "
+                                f"files, RGB arrays [H, W, 3] or PIL images")
         return out
 
     # ------------------------------------------------------------------ predict
@@ -353,12 +382,17 @@ class Predictor:
         if self.task == "cls":
             return self._predict_cls(items, batch_size)
         step = self._predict_seg if self.task == "seg" else self._predict_det
-        return [step(item, _output_path(output_dir, item, i)) for i, item in enumerate(items)]
+        results = []
+        for i, item in enumerate(items):
+            check_interrupt()
+            results.append(step(item, _output_path(output_dir, item, i)))
+        return results
 
     def _predict_cls(self, items: List[ImageInput], batch_size: Optional[int]) -> List[Dict[str, Any]]:
         bs = int(batch_size or self.deploy["Global"].get("batch_size", 1) or 1)
         results: List[Dict[str, Any]] = []
         for start in range(0, len(items), bs):
+            check_interrupt()
             chunk = items[start:start + bs]
             batch = np.stack([to_chw_float(self.preprocess(self._load(item)), self.channels) for item in chunk])
             out = np.asarray(self._run(batch), dtype="float64")

@@ -21,7 +21,7 @@ from .ema import ModelEMA
 from .export import export_model
 from ..utils.log import setup_logger
 from .loop import LoopConfig, NonFiniteLossError, TrainLoop, check_resume_record, claim_output_dir, \
-    previous_run_files, write_resolved_config
+    cleanup_failed_start, previous_run_files, write_resolved_config
 from .optim import build_lr_scheduler, build_optimizer
 from .runtime import progress_enabled
 
@@ -106,10 +106,12 @@ def _arch_args(cfg: Dict[str, Any]) -> Dict[str, Any]:
 def check_resume_compatible(path: str, state: Dict[str, Any], cfg: Dict[str, Any]) -> None:
     """A resume checkpoint must be a training checkpoint of this config's ``Arch`` (see
     :func:`~paddle_lk.engine.loop.check_resume_record`)."""
-    recorded = state.get("meta", {}).get("arch_args")
-    if recorded is None and state.get("meta", {}).get("config"):
-        recorded = _arch_args(yaml.safe_load(state["meta"]["config"]))
-    check_resume_record(path, state, recorded, _arch_args(cfg), "Arch", "Global.pretrained_model or -w/--weights")
+    meta = state.get("meta") or {}
+    recorded = meta.get("arch_args")
+    if recorded is None and meta.get("config") and meta.get("task") == "cls":
+        recorded = _arch_args(yaml.safe_load(meta["config"]))
+    check_resume_record(path, state, recorded, _arch_args(cfg), "Arch", "Global.pretrained_model or -w/--weights",
+                        task="cls")
 
 
 class Trainer:
@@ -191,6 +193,11 @@ class Trainer:
             check_resume_compatible(resume_path, resume_state, cfg)
         elif self.rank == 0 and previous_run_files(self.output_dir):
             claim_output_dir(self.output_dir, overwrite, output_setting)
+        with cleanup_failed_start(self.output_dir):  # refused on bad input: nothing left behind
+            return self._train(cfg, g, do_eval, resume_path, resume_state)
+
+    def _train(self, cfg: Dict[str, Any], g: Dict[str, Any], do_eval: bool, resume_path: Optional[str],
+               resume_state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         self.log = setup_logger(self.output_dir, self.rank)
         self._barrier()
         if self.rank == 0:

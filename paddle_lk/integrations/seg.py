@@ -202,7 +202,7 @@ def load_config(path: str, overrides: Sequence[str] = (), datasets: Sequence[str
                               f"-o {key}.dataset_root=PATH; nothing is downloaded)")
     try:
         return _paddleseg_config_class()(dic, path)
-    except (AssertionError, ValueError, KeyError, TypeError) as exc:  # PaddleSeg's checker rules
+    except (AssertionError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # PaddleSeg's checker rules
         raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -223,7 +223,9 @@ def build(seg_builder: Any, part: str) -> Any:
     section = {"optimizer": "optimizer / lr_scheduler", "loss": "loss", "model": "model"}.get(part, part)
     try:
         return getattr(seg_builder, part)
-    except (AssertionError, TypeError, ValueError, KeyError) as exc:
+    except FileNotFoundError as exc:  # a list file or image folder the dataset names
+        raise ConfigError(f"{section}: {exc}") from None
+    except (AssertionError, TypeError, ValueError, KeyError, RuntimeError, IndexError, ZeroDivisionError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{section}: PaddleSeg cannot build it from this config ({type(exc).__name__}: "

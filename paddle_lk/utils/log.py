@@ -11,7 +11,8 @@ from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-__all__ = ["setup_logger", "ScalarWriter", "TOOLKIT_LOGGER", "ForwardHandler", "prints_to_log", "native_stderr_to_log"]
+__all__ = ["setup_logger", "ScalarWriter", "TOOLKIT_LOGGER", "ForwardHandler", "prints_to_log", "native_stderr_to_log",
+           "safe_print"]
 
 # PaddleSeg's and PaddleDetection's own log lines (config dumps, parameter groups ...) are forwarded
 # here: the log file gets them all, the console their warnings and errors only.
@@ -34,6 +35,21 @@ class _TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+
+def safe_print(*args: object, **kwargs: object) -> None:
+    """``print`` to stdout that survives a closed pipe (``tool | head -1``): once the reader is gone, further
+    output is dropped instead of raising, and the work the tool is doing goes on."""
+    try:
+        print(*args, **kwargs, flush=True)  # type: ignore[call-overload]
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
 
 
 class _LineLogger(io.TextIOBase):

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from ...errors import ConfigError
 
-__all__ = ["Task", "RANDOM_WEIGHTS", "require_weights", "check_resume_arg"]
+__all__ = ["Task", "RANDOM_WEIGHTS", "require_weights", "check_resume_arg", "int_setting"]
 
 RANDOM_WEIGHTS = "random"
 
@@ -26,6 +26,23 @@ def require_weights(weights_arg: Optional[str], *fallbacks: Optional[str]) -> Op
                           "output dir or an official .pth) or set them in the config; -w random uses an untrained "
                           "model on purpose")
     return weights
+
+
+def int_setting(value: Any, key: str, minimum: Optional[int] = None) -> int:
+    """``value`` of setting ``key`` as an int (``minimum`` or more).
+
+    Raises:
+        ConfigError naming the key and what it needs.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{key}: expected an integer{f' >= {minimum}' if minimum is not None else ''}, "
+                              f"got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}, got {value}")
+    return value
 
 
 def check_resume_arg(resume: Optional[str], output_dir: str) -> Optional[str]:

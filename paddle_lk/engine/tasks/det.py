@@ -31,9 +31,11 @@ from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..ema import ModelEMA
 from ..export import export_program, on_cpu
 from ...utils.log import prints_to_log, setup_logger
-from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, write_resolved_config
+from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, cleanup_failed_start, \
+    write_resolved_config
 from ..trainer import dist_info
-from .base import Task, check_resume_arg, require_weights
+from ..runtime import check_interrupt
+from .base import Task, check_resume_arg, int_setting, require_weights
 
 __all__ = ["DetectionTask", "evaluate_model"]
 
@@ -119,6 +121,18 @@ def _pad_stride(cfg: Any) -> int:
     return 1
 
 
+def run_settings(cfg: Any) -> Dict[str, int]:
+    """The integer run settings of a PaddleDetection config, checked (ConfigError naming the key)."""
+    return {"epoch": int_setting(cfg.get("epoch"), "epoch", 1),
+            "snapshot_epoch": int_setting(cfg.get("snapshot_epoch", 1), "snapshot_epoch", 1),
+            "log_iter": int_setting(cfg.get("log_iter", 20), "log_iter", 1),
+            "worker_num": int_setting(cfg.get("worker_num", 0), "worker_num", 0),
+            "seed": int_setting(cfg.get("seed", 0), "seed"),
+            "keep_checkpoint_max": int_setting(cfg.get("keep_checkpoint_max", 3), "keep_checkpoint_max"),
+            "train_batch_size": int_setting(cfg["TrainReader"].get("batch_size", 1), "TrainReader.batch_size", 1),
+            "eval_batch_size": int_setting(cfg["EvalReader"].get("batch_size", 1), "EvalReader.batch_size", 1)}
+
+
 class DetectionTask(Task):
     """PaddleDetection configs (``architecture``, module sections, ``TrainDataset``/``EvalDataset``,
     ``TrainReader``/``EvalReader``/``TestReader``, ``LearningRate``, ``OptimizerBuilder``, ``epoch``,
@@ -136,6 +150,7 @@ class DetectionTask(Task):
 
     def train(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg = self._load(args, overrides)
+        settings = run_settings(cfg)
         do_eval = bool(args.eval)
         output_dir = self._output_dir(cfg, args)
         rank, world_size = dist_info()
@@ -145,16 +160,23 @@ class DetectionTask(Task):
         if resume_path:
             resume_state = load_checkpoint_file(resume_path)
             check_resume_record(resume_path, resume_state, resume_state.get("meta", {}).get("model_record"),
-                                record, "architecture", "-w/--weights")
+                                record, "architecture", "-w/--weights", task="det")
         elif rank == 0:
             claim_output_dir(output_dir, args.overwrite)
+        with cleanup_failed_start(output_dir):  # refused on bad input: nothing left behind
+            return self._train(args, cfg, settings, output_dir, rank, world_size, record, resume_path, resume_state,
+                               do_eval)
+
+    def _train(self, args: argparse.Namespace, cfg: Any, settings: Dict[str, int], output_dir: str, rank: int,
+               world_size: int, record: Any, resume_path: Optional[str], resume_state: Any,
+               do_eval: bool) -> Dict[str, Any]:
         ppdet.check_dataset(cfg, "TrainDataset")
         if do_eval:
             ppdet.check_dataset(cfg, "EvalDataset")
         log = setup_logger(output_dir, rank)
         if rank == 0:
             write_resolved_config(output_dir, ppdet.config_dict(cfg))
-        seed = int(cfg.get("seed", 0))
+        seed = settings["seed"]
         paddle.seed(seed)
         np.random.seed(seed)
         random.seed(seed)
@@ -166,14 +188,14 @@ class DetectionTask(Task):
                                   f"and pass the file with -w/--weights")
             log.info(f"initialised from {load_checkpoint(model, init, strict=False, log=log.info)}")
         dataset, collate, reader = ppdet.train_reader(cfg)
-        batch_size = int(reader.batch_size)
+        batch_size = settings["train_batch_size"]
         sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=bool(reader.shuffle),
                                         drop_last=bool(reader.drop_last), seed=seed, rank=rank, world_size=world_size)
         steps = sampler.batches_per_epoch()
         if steps == 0:
             raise ConfigError(f"TrainDataset has {len(dataset)} images, fewer than TrainReader.batch_size "
                               f"{batch_size} (drop_last)")
-        workers = int(cfg.get("worker_num", 0))
+        workers = settings["worker_num"]
         loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed, collate_fn=collate,
                                 use_shared_memory=bool(reader.use_shared_memory),
                                 describe=lambda i: ppdet.sample_file(dataset, i))
@@ -198,16 +220,13 @@ class DetectionTask(Task):
             extra = {k: float(v) for k, v in outputs.items() if k != "loss" and k.startswith("loss")}
             return outputs["loss"], int(data["image"].shape[0]), extra
 
-        epochs = int(cfg.epoch)
-        if epochs < 1:
-            raise ConfigError(f"epoch: must be >= 1, got {epochs}")
-        snapshot = int(cfg.get("snapshot_epoch", 1))
+        epochs, snapshot = settings["epoch"], settings["snapshot_epoch"]
         output_eval = os.path.join(output_dir, "eval")
         eval_setup: Dict[str, Any] = {}
         loop_cfg = LoopConfig(
             output_dir=output_dir, epochs=epochs, steps_per_epoch=steps, save_epochs=snapshot,
-            eval_epochs=snapshot if do_eval else 0, keep_checkpoint_max=int(cfg.get("keep_checkpoint_max", 3)),
-            print_every=int(cfg.get("log_iter", 20)), seed=seed, progress=True,
+            eval_epochs=snapshot if do_eval else 0, keep_checkpoint_max=settings["keep_checkpoint_max"],
+            print_every=settings["log_iter"], seed=seed, progress=True,
             use_visualdl=bool(cfg.get("use_vdl", True)), unit="images",
             meta={"task": "det", "model_record": record, "architecture": cfg.architecture})
         loop = TrainLoop(model, optimizer, scheduler, sampler, loader, step, loop_cfg,
@@ -235,7 +254,7 @@ class DetectionTask(Task):
         run_dir = args.weights if args.weights and os.path.isdir(args.weights) else \
             os.path.join(cfg.get("save_dir", "output"), cfg.filename)
         output_eval = os.path.join(run_dir, "eval")
-        return evaluate_model(model, cfg, output_eval, int(cfg.get("worker_num", 0)))
+        return evaluate_model(model, cfg, output_eval, run_settings(cfg)["worker_num"])
 
     def infer(self, args: argparse.Namespace, overrides: List[str]) -> List[Dict[str, Any]]:
         from PIL import Image
@@ -250,6 +269,7 @@ class DetectionTask(Task):
         output = args.output or self.default_output(args.config, "infer")
         results = []
         for path in files:
+            check_interrupt()
             with paddle.no_grad():
                 out = model(det_infer.prepare_inputs(cfg, path, transforms))
             boxes, masks = det_infer.detections(out, threshold)
@@ -279,7 +299,16 @@ class DetectionTask(Task):
         spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "image"),
                 paddle.static.InputSpec([None, 2], "float32", "im_shape"),
                 paddle.static.InputSpec([None, 2], "float32", "scale_factor")]
-        info = {"task": "det", "architecture": cfg.architecture, "ppdet": ppdet.ppdet_version()}
+        # Boxes the verification compares: with untrained weights (or a high score threshold) a detector may
+        # find none, and then only the empty outputs are compared -- said in the log and export_info.
+        with paddle.no_grad():
+            boxes = sum(int(_ExportNet(model)(*[paddle.to_tensor(a) for a in sample])[1].sum()) for sample in samples)
+        info = {"task": "det", "architecture": cfg.architecture, "ppdet": ppdet.ppdet_version(),
+                "verified_boxes": boxes}
+        if boxes == 0 and not args.no_verify:
+            logging.getLogger("paddle_lk.engine").warning(
+                "the model finds no box above its score threshold on the verification inputs: the export check "
+                "compares empty outputs only (train the model first, or lower the NMS score_threshold to check)")
         names = ppdet.class_names(cfg)
 
         def files(inputs: List[str]) -> Dict[str, str]:

@@ -21,7 +21,7 @@ import paddle.nn as nn
 import yaml
 
 from ...checkpoint import load_checkpoint
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ...integrations import compat
 from ...integrations import seg as paddleseg
 from ...io.atomic import atomic_path
@@ -29,9 +29,11 @@ from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..export import export_program, on_cpu
 from ...utils.log import setup_logger
-from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, write_resolved_config
+from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, cleanup_failed_start, \
+    write_resolved_config
 from ..trainer import dist_info, setup_device
-from .base import Task, check_resume_arg, require_weights
+from ..runtime import check_interrupt
+from .base import Task, check_resume_arg, int_setting, require_weights
 
 __all__ = ["SegmentationTask", "evaluate_model"]
 
@@ -97,6 +99,18 @@ class _ArgmaxNet(nn.Layer):
         return paddle.argmax(self.model(x)[0], axis=1, keepdim=True, dtype="int32")
 
 
+def run_settings(cfg: Any) -> Dict[str, int]:
+    """``batch_size``, ``iters`` and the run settings of a PaddleSeg config, checked (ConfigError naming the key)."""
+    get = lambda key: paddleseg.run_setting(cfg, key)  # noqa: E731
+    return {"batch_size": int_setting(cfg.dic.get("batch_size", 1), "batch_size", 1),
+            "iters": int_setting(cfg.dic.get("iters"), "iters", 1),
+            "save_interval": int_setting(get("save_interval"), "save_interval", 1),
+            "log_iters": int_setting(get("log_iters"), "log_iters", 1),
+            "num_workers": int_setting(get("num_workers"), "num_workers", 0),
+            "seed": int_setting(get("seed"), "seed"),
+            "keep_checkpoint_max": int_setting(get("keep_checkpoint_max"), "keep_checkpoint_max")}
+
+
 class SegmentationTask(Task):
     """PaddleSeg configs (``model``, ``train_dataset``/``val_dataset``, ``optimizer``, ``lr_scheduler``,
     ``loss``, ``iters``, ``batch_size``, ``test_config``; plus :data:`~paddle_lk.integrations.seg.RUN_SETTINGS`)."""
@@ -110,6 +124,7 @@ class SegmentationTask(Task):
     def train(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         do_eval = bool(args.eval)
         cfg = self._load(args, overrides, ["train_dataset"] + (["val_dataset"] if do_eval else []))
+        settings = run_settings(cfg)
         output_dir = args.output or self.default_output(args.config)
         rank, world_size = dist_info()
         model_record = _without_pretrained(cfg.dic["model"])
@@ -118,13 +133,20 @@ class SegmentationTask(Task):
         if resume_path:
             resume_state = load_checkpoint_file(resume_path)
             check_resume_record(resume_path, resume_state, resume_state.get("meta", {}).get("model_record"),
-                                model_record, "model", "-w/--weights")
+                                model_record, "model", "-w/--weights", task="seg")
         elif rank == 0:
             claim_output_dir(output_dir, args.overwrite)
+        with cleanup_failed_start(output_dir):  # refused on bad input: nothing left behind
+            return self._train(args, cfg, settings, output_dir, rank, world_size, model_record, resume_path,
+                               resume_state, do_eval)
+
+    def _train(self, args: argparse.Namespace, cfg: Any, settings: Dict[str, int], output_dir: str, rank: int,
+               world_size: int, model_record: Any, resume_path: Optional[str], resume_state: Any,
+               do_eval: bool) -> Dict[str, Any]:
         log = setup_logger(output_dir, rank)
         if rank == 0:
             write_resolved_config(output_dir, cfg.dic)
-        seed = int(paddleseg.run_setting(cfg, "seed"))
+        seed = settings["seed"]
         paddle.seed(seed)
         np.random.seed(seed)
         builder = paddleseg.builder(cfg)
@@ -133,30 +155,38 @@ class SegmentationTask(Task):
             report = load_checkpoint(model, args.weights, strict=False, log=log.info)
             log.info(f"initialised from {report}")
         dataset, losses, optimizer = (paddleseg.build(builder, p) for p in ("train_dataset", "loss", "optimizer"))
-        batch_size, iters = int(cfg.batch_size), int(cfg.iters)
-        if iters < 1:
-            raise ConfigError(f"iters: must be >= 1, got {iters}")
+        batch_size, iters = settings["batch_size"], settings["iters"]
         sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=True, drop_last=True, seed=seed, rank=rank,
                                         world_size=world_size)
         steps = sampler.batches_per_epoch()
         if steps == 0:
             raise ConfigError(f"train_dataset has {len(dataset)} samples, fewer than batch_size {batch_size}")
-        workers = int(paddleseg.run_setting(cfg, "num_workers"))
+        workers = settings["num_workers"]
         loader = SafeDataLoader(dataset, sampler, num_workers=workers, seed=seed,
                                 describe=lambda i: paddleseg.sample_file(dataset, i))
         from paddleseg.core.train import loss_computation
 
+        num_classes = int(dataset.num_classes)
+
         def step(net: nn.Layer, data: Any, rng: np.random.RandomState):
             images, labels = data["img"], data["label"].astype("int64")
-            loss = paddle.add_n(loss_computation(net(images), labels, data.get("edge"), losses))
+            try:
+                loss = paddle.add_n(loss_computation(net(images), labels, data.get("edge"), losses))
+            except (IndexError, ValueError) as exc:
+                if "label value" not in str(exc):
+                    raise
+                raise DataError(f"train_dataset: a label map holds a value >= num_classes ({num_classes}) that is not "
+                                f"the ignore index {int(dataset.ignore_index)}: check the label PNGs or num_classes "
+                                f"(labels seen in this batch: {sorted(set(np.unique(labels.numpy()).tolist()))})") \
+                    from None
             return loss, int(images.shape[0]), {}
 
-        save = int(paddleseg.run_setting(cfg, "save_interval"))
+        save = settings["save_interval"]
         loop_cfg = LoopConfig(
             output_dir=output_dir, epochs=-(-iters // steps), steps_per_epoch=steps, max_updates=iters,
             save_epochs=0, save_updates=save, eval_epochs=0, eval_updates=save if do_eval else 0,
-            keep_checkpoint_max=int(paddleseg.run_setting(cfg, "keep_checkpoint_max")),
-            print_every=int(paddleseg.run_setting(cfg, "log_iters")), seed=seed, progress=True,
+            keep_checkpoint_max=settings["keep_checkpoint_max"], print_every=settings["log_iters"], seed=seed,
+            progress=True,
             use_visualdl=bool(paddleseg.run_setting(cfg, "use_visualdl")), unit="images",
             meta={"task": "seg", "model_record": model_record, "config": yaml.safe_dump(cfg.dic, sort_keys=False)})
         loop = TrainLoop(model, optimizer, optimizer._learning_rate, sampler, loader, step, loop_cfg,
@@ -179,7 +209,7 @@ class SegmentationTask(Task):
 
     def evaluate(self, args: argparse.Namespace, overrides: List[str]) -> Dict[str, Any]:
         cfg, builder, model = self._model(args, overrides, ["val_dataset"])
-        return evaluate_model(model, cfg, builder, int(paddleseg.run_setting(cfg, "num_workers")))
+        return evaluate_model(model, cfg, builder, run_settings(cfg)["num_workers"])
 
     def infer(self, args: argparse.Namespace, overrides: List[str]) -> List[Dict[str, Any]]:
         from paddleseg.core import infer as seg_infer
@@ -197,6 +227,7 @@ class SegmentationTask(Task):
         colors = visualize.get_color_map_list(max(256, num_classes))
         results = []
         for path in files:
+            check_interrupt()
             data = transforms({"img": path})
             with paddle.no_grad():
                 pred, _ = seg_infer.inference(model, paddle.to_tensor(data["img"][np.newaxis]),
