@@ -44,11 +44,12 @@ def models_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         safe_print(json.dumps(infos, default=list))
         return 0
-    rows = [("model", "family", "params (M)", "input", "top-1", "official weights")]
+    rows = [("model", "family", "params (M)", "input", "top-1 @res", "official weights")]
     for i in infos:
         weights = ", ".join(c["file"] for c in i["checkpoints"]) or ("hosted" if i["paddle_url"] else "-")
         rows.append((i["name"], i["family"], f"{i['params_m']:g}" if i["params_m"] else "-",
-                     "x".join(map(str, i["input_size"][1:])), f"{i['top1']:.1f}" if i["top1"] else "-", weights))
+                     "x".join(map(str, i["input_size"][1:])),
+                     f"{i['top1']:.1f} @{i['top1_resolution']}" if i["top1"] else "-", weights))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
         safe_print("  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5])

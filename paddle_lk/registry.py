@@ -86,13 +86,20 @@ class ModelCfg:
         return max(scores) if scores else None
 
     @property
+    def top1_resolution(self) -> Optional[int]:
+        """Input side (pixels) of the checkpoint :attr:`top1` was published for (it may differ from
+        ``input_size``: e.g. a 384 fine-tune of a 224 model)."""
+        scored = [c for c in self.checkpoints if c.top1 is not None]
+        return max(scored, key=lambda c: c.top1).resolution if scored else None
+
+    @property
     def has_weights(self) -> bool:
         """Whether an official checkpoint (to convert) or hosted Paddle weights exist."""
         return bool(self.checkpoints) or bool(self.paddle_url)
 
     def to_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
-        out.update(top1=self.top1, has_weights=self.has_weights)
+        out.update(top1=self.top1, top1_resolution=self.top1_resolution, has_weights=self.has_weights)
         return out
 
 

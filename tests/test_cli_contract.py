@@ -368,3 +368,22 @@ def test_console_output_survives_a_closed_pipe(tmp_path):
     res = subprocess.run(f"{console} models 2>{err} | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                          executable="/bin/bash", capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("model") and "Traceback" not in err.read_text()
+
+
+def test_seg_label_values_beyond_num_classes_are_a_data_error(tmp_path, capsys):
+    """A user's own PaddleSeg Dataset whose label PNGs hold ids >= num_classes: one error line, exit 2."""
+    cfg, ov = _setup("seg", tmp_path)
+    root = tmp_path / "ADEChallengeData2016"
+    pairs = [(p.relative_to(root), (root / "annotations" / "training" / p.name).with_suffix(".png").relative_to(root))
+             for p in sorted((root / "images" / "training").glob("*.jpg"))]
+    (root / "train.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    dataset = {"type": "Dataset", "dataset_root": str(root), "train_path": str(root / "train.txt"), "num_classes": 3,
+               "mode": "train", "transforms": [{"type": "RandomPaddingCrop", "crop_size": [64, 64]},
+                                              {"type": "Normalize"}]}
+    over = [o for o in ov if not o.startswith(("train_dataset.", "val_dataset."))]
+    val = dict(dataset, mode="val", val_path=dataset.pop("train_path"), transforms=[{"type": "Normalize"}])
+    dataset["train_path"] = val["val_path"]
+    over += [f"train_dataset={json.dumps(dataset)}", f"val_dataset={json.dumps(val)}", "model.num_classes=3"]
+    code = main("train", ["-c", cfg, *_o(over), "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: ") and "num_classes (3)" in err, err

@@ -203,7 +203,10 @@ def load_config(path: str, overrides: Sequence[str] = (), datasets: Sequence[str
     try:
         return _paddleseg_config_class()(dic, path)
     except (AssertionError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # PaddleSeg's checker rules
-        raise ConfigError(f"{path}: {exc}") from None
+        cause = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:  # "Sanity check ... failed" wraps it
+            cause = cause.__cause__ or cause.__context__
+        raise ConfigError(f"{path}: {cause if str(cause).strip() else exc}") from None
 
 
 build_config = load_config  # the name of paddle_lk 0.1
