@@ -68,3 +68,13 @@ def stderr_lines(proc: subprocess.CompletedProcess) -> List[str]:
     """stderr without the warnings Paddle prints on import."""
     return [ln for ln in proc.stderr.splitlines()
             if ln.startswith("convert_torch:") or "Error" in ln or "Traceback" in ln]
+
+
+def load_convert_cli():
+    """``tools/convert_torch.py`` as a module (its ``main`` is what users run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_torch", os.path.join(ROOT, "tools", "convert_torch.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

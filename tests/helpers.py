@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import subprocess
+import time
 
 import numpy as np
 import yaml
@@ -84,3 +87,29 @@ def tiny_cls_config(tmp: pathlib.Path, **global_over) -> pathlib.Path:
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def assert_jit_roundtrip(deploy: nn.Layer, tmp: pathlib.Path, x: "paddle.Tensor") -> None:
+    """``paddle.jit.save`` of a deploy model, loaded back, gives the dygraph outputs."""
+    deploy.eval()
+    expected = deploy(x).numpy()
+    spec = [paddle.static.InputSpec([None] + list(x.shape[1:]), "float32")]
+    path = str(tmp / "model")
+    paddle.jit.save(paddle.jit.to_static(deploy, input_spec=spec, full_graph=True), path)
+    loaded = paddle.jit.load(path)
+    loaded.eval()
+    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def kill_when_checkpointed(cmd, checkpoint: pathlib.Path, env: dict, timeout: float = 300) -> None:
+    """Start training ``cmd`` and SIGKILL it as soon as ``checkpoint`` exists (asserting it was killed
+    mid-run, not after finishing)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"

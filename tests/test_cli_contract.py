@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import time
 
 import numpy as np
 import paddle
@@ -22,7 +20,7 @@ import pytest
 pytest.importorskip("paddleseg")
 pytest.importorskip("ppdet")
 
-from helpers import tiny_cls_config  # noqa: E402
+from helpers import kill_when_checkpointed, tiny_cls_config  # noqa: E402
 from toolkit_helpers import (PY, ROOT, det_value_overrides, make_ade20k_layout, make_coco_layout,  # noqa: E402
                              seg_value_overrides)
 
@@ -143,16 +141,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(kind, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     subprocess.run(_train_cmd(cfg, ov, "--output", str(ref)), check=True, env=env, capture_output=True, timeout=600)
     latest = run / "latest.pdckpt"
-    proc = subprocess.Popen(_train_cmd(cfg, ov, "--output", str(run)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not latest.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    kill_when_checkpointed(_train_cmd(cfg, ov, "--output", str(run)), latest, env)
     done = paddle.load(str(latest))["meta"]["updates"]
     total = paddle.load(str(ref / "latest.pdckpt"))["meta"]["updates"]
     assert 0 < done < total

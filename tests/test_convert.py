@@ -1,7 +1,6 @@
 """Converters: fixtures reproduced, manifests mapped and detected, key maps, loading, the CLI."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -11,7 +10,8 @@ import paddle
 import pytest
 
 import paddle_lk
-from convert_helpers import ROOT, malicious_pickle, run_cli, to_torch_names, write_zip_with_pickle
+from convert_helpers import (load_convert_cli, malicious_pickle, run_cli, to_torch_names,
+                             write_zip_with_pickle)
 from paddle_lk import RefConv, refocus
 from paddle_lk.convert import (WeightMismatchError, check_shapes, convert_checkpoint, convert_state_dict,
                                detect_architecture, lazy_state_shapes, load_torch_weights, map_shapes,
@@ -24,14 +24,7 @@ MANIFEST_VARIANTS = {"RepLKNet-31B": "RepLKNet31B", "RepLKNet-31L": "RepLKNet31L
 MANIFEST_VARIANTS.update({f"VAN-b{i}": f"VAN_b{i}" for i in range(7)})
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("convert_torch", os.path.join(ROOT, "tools", "convert_torch.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-CLI = _load_cli()
+CLI = load_convert_cli()
 
 
 def _build_from_json(cfg_path):

@@ -58,8 +58,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("n,c,h,w,k,with_bias", CASES)
-def test_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, with_bias):
+def _check_against_conv2d(n: int, c: int, h: int, w: int, k: int, d: int, with_bias: bool) -> None:
+    """The op's output and its x / weight / bias gradients against F.conv2d ("same" padding d*(k//2))."""
     x = paddle.randn([n, c, h, w])
     weight = paddle.randn([c, 1, k, k]) / k
     bias = paddle.randn([c]) if with_bias else None
@@ -67,16 +67,19 @@ def test_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, with_bias
     for t in leaves:
         t.stop_gradient = False
     dy = paddle.randn([n, c, h, w])
-
-    y = ops.depthwise_conv2d_lk(x, weight, bias)
+    y = ops.depthwise_conv2d_lk(x, weight, bias, dilation=d)
     grads = paddle.grad([y], leaves, [dy])
-    y_ref = F.conv2d(x, weight, bias, padding=k // 2, groups=c)
+    y_ref = F.conv2d(x, weight, bias, padding=d * (k // 2), dilation=d, groups=c)
     grads_ref = paddle.grad([y_ref], leaves, [dy])
-
     assert y.shape == y_ref.shape and y.dtype == paddle.float32
     assert _rel(y, y_ref) < RTOL
     for name, g, g_ref in zip(["x", "weight", "bias"], grads, grads_ref):
         assert _rel(g, g_ref) < RTOL, f"grad of {name}"
+
+
+@pytest.mark.parametrize("n,c,h,w,k,with_bias", CASES)
+def test_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, with_bias):
+    _check_against_conv2d(n, c, h, w, k, 1, with_bias)
 
 
 # Dilated ("same" padding d*(k//2)): kernels 3-9, dilations 1-7, maps smaller than the dilated extent
@@ -100,21 +103,7 @@ DILATED_CASES = [
 
 @pytest.mark.parametrize("n,c,h,w,k,d,with_bias", DILATED_CASES)
 def test_dilated_op_matches_conv2d_forward_and_grads(op_module, n, c, h, w, k, d, with_bias):
-    x = paddle.randn([n, c, h, w])
-    weight = paddle.randn([c, 1, k, k]) / k
-    bias = paddle.randn([c]) if with_bias else None
-    leaves = [x, weight] + ([bias] if with_bias else [])
-    for t in leaves:
-        t.stop_gradient = False
-    dy = paddle.randn([n, c, h, w])
-    y = ops.depthwise_conv2d_lk(x, weight, bias, dilation=d)
-    grads = paddle.grad([y], leaves, [dy])
-    y_ref = F.conv2d(x, weight, bias, padding=d * (k // 2), dilation=d, groups=c)
-    grads_ref = paddle.grad([y_ref], leaves, [dy])
-    assert y.shape == y_ref.shape
-    assert _rel(y, y_ref) < RTOL
-    for name, g, g_ref in zip(["x", "weight", "bias"], grads, grads_ref):
-        assert _rel(g, g_ref) < RTOL, f"grad of {name}"
+    _check_against_conv2d(n, c, h, w, k, d, with_bias)
 
 
 def test_dispatcher_runs_dilated_layers_through_the_op(op_module, count_op_calls):

@@ -6,7 +6,6 @@ import json
 import pathlib
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from paddle_lk.engine.cli import main

@@ -9,7 +9,7 @@ import pytest
 import paddle_lk
 from paddle_lk.layers import DepthwiseConv2D, RefConv
 from paddle_lk.models import RepLKNet, VAN
-from helpers import TINY_REPLKNET, TINY_VAN, max_rel_diff, randomize_bn
+from helpers import TINY_REPLKNET, TINY_VAN, assert_jit_roundtrip, max_rel_diff, randomize_bn
 
 TOL = 1e-5
 
@@ -88,16 +88,7 @@ def test_structural_reparam_alias():
 
 @pytest.mark.parametrize("family", ["replknet", "van", "refconv"])
 def test_deploy_model_jit_roundtrip(family, tmp_path):
-    deploy = paddle_lk.reparameterize(_tiny(family), fuse_bn=True)
-    x = paddle.randn([2, 3, 64, 64])
-    expected = deploy(x).numpy()
-    static = paddle.jit.to_static(deploy, input_spec=[paddle.static.InputSpec([None, 3, 64, 64], "float32")],
-                                  full_graph=True)
-    path = str(tmp_path / "model")
-    paddle.jit.save(static, path)
-    loaded = paddle.jit.load(path)
-    loaded.eval()
-    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert_jit_roundtrip(paddle_lk.reparameterize(_tiny(family), fuse_bn=True), tmp_path, paddle.randn([2, 3, 64, 64]))
 
 
 # ---------------------------------------------------------------- RefConv

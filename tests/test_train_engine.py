@@ -4,19 +4,16 @@ import hashlib
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import paddle
 import pytest
 import yaml
-from PIL import Image
 
 from paddle_lk.engine.cli import main
-from helpers import tiny_cls_config as _tiny_config
+from helpers import kill_when_checkpointed, tiny_cls_config as _tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -148,15 +145,7 @@ def test_sigkill_resume_matches_uninterrupted(tmp_path):
     subprocess.run(_train_cmd(ref_cfg, *over), check=True, env=env, capture_output=True, timeout=300)
     cfg = _tiny_config(tmp_path / "run")
     latest = tmp_path / "run" / "out" / "latest.pdckpt"
-    proc = subprocess.Popen(_train_cmd(cfg, *over), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while not latest.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    kill_when_checkpointed(_train_cmd(cfg, *over), latest, env, timeout=240)
     meta = paddle.load(str(latest))["meta"]
     assert (meta["epoch"], meta["batch"]) < (3, 0)  # killed mid-run
     subprocess.run(_train_cmd(cfg, *over, "--resume"), check=True, env=env, capture_output=True, timeout=300)

@@ -12,7 +12,7 @@ import paddle.nn.functional as F
 import pytest
 
 import paddle_lk
-from helpers import max_rel_diff, randomize_bn
+from helpers import assert_jit_roundtrip, max_rel_diff, randomize_bn
 from paddle_lk.convert import load_torch_weights, read_checkpoint
 from paddle_lk.layers import DepthwiseConv2D
 from paddle_lk.layers.conv_bn import SyncBatchNorm2D, is_bn
@@ -461,16 +461,7 @@ def test_bad_inputs_raise_value_error():
 
 def test_deploy_model_jit_roundtrip(tmp_path):
     model = _randomize(UniRepLKNet(num_classes=5, kernel_sizes=((3,), (13,), (5,), (0,)), **SMALL)).eval()
-    deploy = paddle_lk.reparameterize(model)
-    x = paddle.randn([2, 3, 64, 64])
-    expected = deploy(x).numpy()
-    static = paddle.jit.to_static(deploy, input_spec=[paddle.static.InputSpec([None, 3, 64, 64], "float32")],
-                                  full_graph=True)
-    path = str(tmp_path / "model")
-    paddle.jit.save(static, path)
-    loaded = paddle.jit.load(path)
-    loaded.eval()
-    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert_jit_roundtrip(paddle_lk.reparameterize(model), tmp_path, paddle.randn([2, 3, 64, 64]))
 
 
 def test_pretrained_path_and_deploy_checkpoint(fixtures_dir, tmp_path):

@@ -5,8 +5,6 @@ released variant from its shapes, and ``tools/convert_torch.py`` (``--verify``, 
 ``--arch``, the exit-2 one-line contract)."""
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import pathlib
 import re
@@ -16,7 +14,7 @@ import paddle
 import pytest
 
 import paddle_lk
-from convert_helpers import ROOT, run_cli, to_torch_names
+from convert_helpers import ROOT, load_convert_cli, run_cli, to_torch_names
 from paddle_lk.convert import (WeightMismatchError, convert_checkpoint, detect_architecture, load_checkpoint,
                                read_checkpoint, save_torch_checkpoint)
 from paddle_lk.models.unireplknet import DEFAULT_KERNEL_SIZES, VARIANT_CONFIGS, UniRepLKNet
@@ -30,14 +28,7 @@ VARIANTS = sorted(VARIANT_CONFIGS)
 ROOT_DIR = pathlib.Path(ROOT)
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("convert_torch", os.path.join(ROOT, "tools", "convert_torch.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-CLI = _load_cli()
+CLI = load_convert_cli()
 
 
 def _randomized(model: UniRepLKNet, seed: int = 0) -> UniRepLKNet:

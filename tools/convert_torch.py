@@ -1,10 +1,7 @@
-"""Convert an official PyTorch checkpoint (RepLKNet, VAN, RefConv, mmseg/mmdet backbones) to
-``.pdparams`` without PyTorch. The architecture is detected from the keys and shapes.
+"""`python tools/convert_torch.py --src OFFICIAL.pth --dst OUT.pdparams [--verify]` -- official PyTorch weights
+to Paddle without PyTorch.
 
-    python tools/convert_torch.py --src RepLKNet-31B_ImageNet-1K_224.pth --dst RepLKNet-31B.pdparams --verify
-
-Prints what was detected, how many tensors were mapped and what was skipped (and why). Any
-failure exits with code 2 and one line on stderr, and leaves no ``--dst`` file behind.
+Thin wrapper over :func:`paddle_lk.convert.cli.main` (see `--help` and README, Model zoo).
 """
 import os
 import sys

@@ -29,7 +29,7 @@ from ..utils.overrides import apply_overrides, unknown_key_error
 from . import compat
 from ._common import BACKBONE_NAMES, LKBackbone, backbone_params
 
-__all__ = ["register", "BACKBONES", "load_config", "build_config", "builder", "build", "sample_file", "component_class", "run_setting",
+__all__ = ["register", "BACKBONES", "load_config", "builder", "build", "sample_file", "component_class", "run_setting",
            "RUN_SETTINGS", "PADDLESEG_KEYS"]
 
 logger = logging.getLogger("paddle_lk.engine")
@@ -208,8 +208,6 @@ def load_config(path: str, overrides: Sequence[str] = (), datasets: Sequence[str
             cause = cause.__cause__ or cause.__context__
         raise ConfigError(f"{path}: {cause if str(cause).strip() else exc}") from None
 
-
-build_config = load_config  # the name of paddle_lk 0.1
 
 
 def builder(cfg: Any) -> Any:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import ConfigError
+from ..checkpoint import load_checkpoint_file, resolve_resume
+from ..loop import check_resume_record, claim_output_dir
 
-__all__ = ["Task", "RANDOM_WEIGHTS", "require_weights", "check_resume_arg", "int_setting"]
+__all__ = ["Task", "RANDOM_WEIGHTS", "require_weights", "check_resume_arg", "int_setting", "start_run"]
 
 RANDOM_WEIGHTS = "random"
 
@@ -50,6 +52,22 @@ def check_resume_arg(resume: Optional[str], output_dir: str) -> Optional[str]:
     if resume is None:
         return None
     return output_dir if resume == "" else resume
+
+
+def start_run(output_dir: str, resume_arg: Optional[str], overwrite: bool, record: Any, what: str, task: str,
+              rank: int) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """The start of a toolkit run: ``--resume`` resolved and checked against the config's model ``record``
+    (a ``task`` checkpoint of the same ``what``), or the output dir claimed for a new run. Returns the
+    checkpoint path and state to resume from (None, None for a new run)."""
+    path = resolve_resume(check_resume_arg(resume_arg, output_dir), output_dir)
+    if not path:
+        if rank == 0:
+            claim_output_dir(output_dir, overwrite)
+        return None, None
+    state = load_checkpoint_file(path)
+    check_resume_record(path, state, state.get("meta", {}).get("model_record"), record, what, "-w/--weights",
+                        task=task)
+    return path, state
 
 
 class Task:

@@ -26,16 +26,14 @@ from ...integrations import compat
 from ...integrations import det as ppdet
 from ...integrations import det_infer
 from ...io.atomic import atomic_path
-from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..ema import ModelEMA
 from ..export import export_program, on_cpu
 from ...utils.log import prints_to_log, setup_logger
-from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, cleanup_failed_start, \
-    write_resolved_config
+from ..loop import LoopConfig, TrainLoop, cleanup_failed_start, write_resolved_config
 from ..trainer import dist_info
 from ..runtime import check_interrupt
-from .base import Task, check_resume_arg, int_setting, require_weights
+from .base import Task, int_setting, require_weights, start_run
 
 __all__ = ["DetectionTask", "evaluate_model"]
 
@@ -155,14 +153,8 @@ class DetectionTask(Task):
         output_dir = self._output_dir(cfg, args)
         rank, world_size = dist_info()
         record = ppdet.model_record(cfg)
-        resume_path = resolve_resume(check_resume_arg(args.resume, output_dir), output_dir)
-        resume_state = None
-        if resume_path:
-            resume_state = load_checkpoint_file(resume_path)
-            check_resume_record(resume_path, resume_state, resume_state.get("meta", {}).get("model_record"),
-                                record, "architecture", "-w/--weights", task="det")
-        elif rank == 0:
-            claim_output_dir(output_dir, args.overwrite)
+        resume_path, resume_state = start_run(output_dir, args.resume, args.overwrite, record, "architecture", "det",
+                                              rank)
         with cleanup_failed_start(output_dir):  # refused on bad input: nothing left behind
             return self._train(args, cfg, settings, output_dir, rank, world_size, record, resume_path, resume_state,
                                do_eval)

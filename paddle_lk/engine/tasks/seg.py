@@ -25,15 +25,13 @@ from ...errors import ConfigError, DataError
 from ...integrations import compat
 from ...integrations import seg as paddleseg
 from ...io.atomic import atomic_path
-from ..checkpoint import load_checkpoint_file, resolve_resume
 from ..data import ResumableBatchSampler, SafeDataLoader, image_paths
 from ..export import export_program, on_cpu
 from ...utils.log import setup_logger
-from ..loop import LoopConfig, TrainLoop, check_resume_record, claim_output_dir, cleanup_failed_start, \
-    write_resolved_config
+from ..loop import LoopConfig, TrainLoop, cleanup_failed_start, write_resolved_config
 from ..trainer import dist_info, setup_device
 from ..runtime import check_interrupt
-from .base import Task, check_resume_arg, int_setting, require_weights
+from .base import Task, int_setting, require_weights, start_run
 
 __all__ = ["SegmentationTask", "evaluate_model"]
 
@@ -128,14 +126,8 @@ class SegmentationTask(Task):
         output_dir = args.output or self.default_output(args.config)
         rank, world_size = dist_info()
         model_record = _without_pretrained(cfg.dic["model"])
-        resume_path = resolve_resume(check_resume_arg(args.resume, output_dir), output_dir)
-        resume_state = None
-        if resume_path:
-            resume_state = load_checkpoint_file(resume_path)
-            check_resume_record(resume_path, resume_state, resume_state.get("meta", {}).get("model_record"),
-                                model_record, "model", "-w/--weights", task="seg")
-        elif rank == 0:
-            claim_output_dir(output_dir, args.overwrite)
+        resume_path, resume_state = start_run(output_dir, args.resume, args.overwrite, model_record, "model", "seg",
+                                              rank)
         with cleanup_failed_start(output_dir):  # refused on bad input: nothing left behind
             return self._train(args, cfg, settings, output_dir, rank, world_size, model_record, resume_path,
                                resume_state, do_eval)
