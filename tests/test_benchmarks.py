@@ -105,3 +105,13 @@ def test_dwconv_cpu_benchmark_rejects_even_kernel():
                           text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2
     assert "odd" in proc.stderr
+
+
+def test_fixture_agreement_prints_every_fixture_within_tolerance(fixtures_dir):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fixture_agreement.py"), "--fixtures",
+                          str(fixtures_dir)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in res.stdout.splitlines() if line.startswith("| ") and "fixture" not in line]
+    assert len(rows) == 5
+    for _, loaded, deploy, _scale in rows:
+        assert float(loaded) < 1e-4 and float(deploy) < 1e-4
